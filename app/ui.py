@@ -1,0 +1,46 @@
+"""Small presentation helpers shared by pages: bilingual Markdown sections from content/."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # pages are also run on their own (AppTest, `streamlit run app/pages/x.py`)
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app.i18n import lang, t  # noqa: E402
+
+PAGES_DIR = ROOT / "content" / "pages"
+SECTIONS = ("why", "math", "picture", "lab", "seen", "interview")
+
+
+def section_text(page_id: str, section: str) -> str | None:
+    """The Markdown of one section in the current language (English if the translation is missing)."""
+    for code in (lang(), "en"):
+        path = PAGES_DIR / page_id / f"{section}.{code}.md"
+        if path.exists():
+            return path.read_text(encoding="utf-8")
+    return None
+
+
+def concept_section(page_id: str, section: str, header: bool = True) -> None:
+    """Render one section. Content is our own Markdown; raw HTML is never enabled."""
+    if header:
+        st.subheader(t(f"concept.section.{section}"))
+    text = section_text(page_id, section)
+    st.markdown(text if text is not None else t("concept.text_missing"))
+
+
+def concept_page_without_lab(page_id: str, title_key: str, issue: int) -> None:
+    """A concept page whose lab is still to come: every text section, and an honest notice."""
+    st.title(t(title_key))
+    for section in SECTIONS:
+        if section == "lab":
+            st.subheader(t("concept.section.lab"))
+            st.info(t("concept.lab_pending", issue=issue))
+            continue
+        if section in ("picture", "seen"):
+            continue  # these describe the interactive picture and lab results, which are not built yet
+        concept_section(page_id, section)
