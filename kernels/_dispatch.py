@@ -1,0 +1,44 @@
+"""One dispatch rule for every op in `kernels/`.
+
+    Triton  if the tensor lives on CUDA and `triton` imports,
+    PyTorch otherwise.
+
+Tests force the Triton path on CPU by setting `PEFTLAB_FORCE_TRITON=1` together with
+`TRITON_INTERPRET=1` (Triton's interpreter runs kernels on CPU tensors with numpy). Both must be
+set before `triton` is first imported, so those tests run in a subprocess.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+FORCE_ENV = "PEFTLAB_FORCE_TRITON"
+
+
+@functools.lru_cache(maxsize=1)
+def triton_available() -> bool:
+    """True when `import triton` works (the GPU box and the CPU dev box both have it)."""
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception:  # ImportError, or a broken install that raises on import
+        return False
+    return True
+
+
+def forced() -> bool:
+    """Tests: run the Triton twin even on CPU tensors (requires TRITON_INTERPRET=1)."""
+    return os.environ.get(FORCE_ENV, "") == "1"
+
+
+def use_triton(t: torch.Tensor) -> bool:
+    """The single dispatch rule: Triton on CUDA tensors when available (or when forced by tests)."""
+    if forced():
+        if os.environ.get("TRITON_INTERPRET", "") != "1" and not t.is_cuda:
+            raise RuntimeError(
+                f"{FORCE_ENV}=1 on a CPU tensor needs TRITON_INTERPRET=1 set before triton is imported"
+            )
+        return triton_available()
+    return t.is_cuda and triton_available()
