@@ -1,0 +1,142 @@
+"""Injection: which linears get an adapter, swapping them in place, freezing the rest.
+
+    model.layers.0.self_attn.q_proj : nn.Linear          model.layers.0.self_attn.q_proj : LoraLinear
+    model.layers.0.self_attn.k_proj : nn.Linear   ──►    model.layers.0.self_attn.k_proj : LoraLinear
+    lm_head                         : nn.Linear          lm_head                         : nn.Linear (kept)
+
+`target_modules` follows PEFT's rules (peft/tuners/tuners_utils.py `check_target_module_exists`):
+
+    "all-linear"        every nn.Linear except the output head (the layer `get_output_embeddings()` returns)
+    "q_proj|v_proj"     any other string is a regex, matched with `re.fullmatch` against the full module name
+    ["q_proj", "v_proj"] a list: a name matches when it equals an entry or ends with "." + entry
+
+The base is frozen first (every parameter `requires_grad=False`); the adapter modules then create their
+own trainable parameters, so "trainable" means "adapter" and nothing else.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterable, Union
+
+import torch
+from torch import nn
+
+TargetSpec = Union[str, Iterable[str]]
+ALL_LINEAR = "all-linear"
+
+
+def _is_adapter(module: nn.Module) -> bool:
+    """Our adapter wrappers set `is_adapter_layer = True`; their inner linears are not targets again."""
+    return bool(getattr(module, "is_adapter_layer", False))
+
+
+def _output_head_name(model: nn.Module) -> str | None:
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    if head is None:
+        return None
+    for name, module in model.named_modules():
+        if module is head:
+            return name
+    return None
+
+
+def linear_names(model: nn.Module, linear_types: tuple[type, ...] = (nn.Linear,)) -> list[str]:
+    """Full names of every linear layer that is not already inside one of our adapter wrappers."""
+    inside: list[str] = [n for n, m in model.named_modules() if _is_adapter(m)]
+    out = []
+    for name, module in model.named_modules():
+        if not isinstance(module, linear_types) or _is_adapter(module):
+            continue
+        if any(name.startswith(p + ".") for p in inside):
+            continue
+        out.append(name)
+    return out
+
+
+def match_targets(model: nn.Module, target_modules: TargetSpec,
+                  linear_types: tuple[type, ...] = (nn.Linear,)) -> list[str]:
+    """Resolve `target_modules` to the sorted full names of the linears to adapt; raise if none match."""
+    names = linear_names(model, linear_types)
+    if isinstance(target_modules, str) and target_modules == ALL_LINEAR:
+        head = _output_head_name(model)
+        chosen = [n for n in names if n != head]
+    elif isinstance(target_modules, str):
+        try:
+            pattern = re.compile(target_modules)
+        except re.error as err:
+            raise ValueError(f"target_modules={target_modules!r} is not a valid regex ({err}); "
+                             f"use a list of names or {ALL_LINEAR!r}") from err
+        chosen = [n for n in names if pattern.fullmatch(n)]
+    else:
+        wanted = list(target_modules)
+        if not wanted or not all(isinstance(t, str) for t in wanted):
+            raise ValueError(f"target_modules={target_modules!r}: allowed a non-empty list of module names, "
+                             f"a regex string or {ALL_LINEAR!r}")
+        chosen = [n for n in names if any(n == t or n.endswith("." + t) for t in wanted)]
+    if not chosen:
+        suffixes = sorted({n.rsplit(".", 1)[-1] for n in names})
+        raise ValueError(f"target_modules={target_modules!r} matched no linear layer; "
+                         f"linear names end in {suffixes}")
+    return chosen
+
+
+def get_submodule_parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    return parent, child
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, child = get_submodule_parent(model, name)
+    setattr(parent, child, new)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def inject(model: nn.Module, target_modules: TargetSpec, make: Callable[[str, nn.Module], nn.Module],
+           linear_types: tuple[type, ...] = (nn.Linear,)) -> list[str]:
+    """Freeze the model, then replace each targeted linear `m` (full name `n`) by `make(n, m)`."""
+    names = match_targets(model, target_modules, linear_types)
+    freeze(model)
+    for name in names:
+        replace_module(model, name, make(name, model.get_submodule(name)))
+    return names
+
+
+def compact_targets(all_linears: list[str], names: list[str]) -> list[str]:
+    """The shortest PEFT `target_modules` list selecting exactly `names` out of `all_linears` (names before
+    injection): a suffix when every linear with that suffix is chosen (what peft writes, e.g. ["q_proj"]),
+    the full names otherwise (peft matches a full name by equality)."""
+    chosen = set(names)
+    out: list[str] = []
+    for suffix in sorted({n.rsplit(".", 1)[-1] for n in names}):
+        same = {n for n in all_linears if n == suffix or n.endswith("." + suffix)}
+        if same <= chosen:
+            out.append(suffix)
+        else:
+            out.extend(sorted(n for n in names if n.rsplit(".", 1)[-1] == suffix))
+    return out
+
+
+def _numel(p: torch.Tensor) -> int:
+    """Logical parameter count; packed 4-bit storage reports its unpacked count via `logical_numel`."""
+    return int(getattr(p, "logical_numel", p.numel()))
+
+
+def trainable_report(model: nn.Module) -> dict:
+    """{"trainable": int, "total": int, "percent": float}: same counting as peft's `get_nb_trainable_parameters`
+    (every parameter once; total includes the adapter itself)."""
+    trainable = total = 0
+    for p in model.parameters():
+        n = _numel(p)
+        total += n
+        if p.requires_grad:
+            trainable += n
+    extra = int(getattr(model, "_frozen_logical_params", 0))  # e.g. packed NF4 weights held as buffers
+    total += extra
+    return {"trainable": trainable, "total": total, "percent": 100.0 * trainable / max(total, 1)}

@@ -1,0 +1,186 @@
+"""Save and load adapters: safetensors + JSON, never pickle.
+
+PEFT format for LoRA / rsLoRA / DoRA, readable by `peft.PeftModel.from_pretrained(base, dir)`:
+
+    dir/adapter_config.json         {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": [...], ...}
+    dir/adapter_model.safetensors   base_model.model.<module>.lora_A.weight            (r, in)
+                                    base_model.model.<module>.lora_B.weight            (out, r)
+                                    base_model.model.<module>.lora_magnitude_vector    (out,)   DoRA only
+
+(PEFT stores `lora_A.default.weight` in memory and drops the adapter name ".default" when saving.)
+
+Every other method: dir/peft_lab_config.json ({"method": name, ...the apply() arguments}) and
+dir/adapter_model.safetensors holding the trainable tensors under the model's own parameter names.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from safetensors.torch import load_file, save_file
+
+PEFT_PREFIX = "base_model.model."
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+LAB_CONFIG = "peft_lab_config.json"
+LORA_METHODS = ("lora", "rslora", "dora")
+
+
+class AdapterFileError(ValueError):
+    """A malformed or mismatched adapter directory; the message names the file and the keys."""
+
+
+def _check_keys(where: Path, expected: dict, found: dict) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        raise AdapterFileError(f"{where}: missing keys {missing[:8]}{' …' if len(missing) > 8 else ''} "
+                               f"({len(missing)} total); unexpected keys {unexpected[:8]}"
+                               f"{' …' if len(unexpected) > 8 else ''} ({len(unexpected)} total)")
+    bad = [(k, tuple(found[k].shape), tuple(expected[k].shape)) for k in expected
+           if tuple(found[k].shape) != tuple(expected[k].shape)]
+    if bad:
+        k, got, want = bad[0]
+        raise AdapterFileError(f"{where}: key {k!r} has shape {got}, the model expects {want} "
+                               f"({len(bad)} mismatched); was it saved with another r or base model?")
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise AdapterFileError(f"{path}: file not found")
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise AdapterFileError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(cfg, dict):
+        raise AdapterFileError(f"{path}: expected a JSON object, got {type(cfg).__name__}")
+    return cfg
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise AdapterFileError(f"{path}: file not found")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own SafetensorError on a corrupt header
+        raise AdapterFileError(f"{path}: not a readable safetensors file ({err})") from err
+
+
+def _copy_into(params: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(tensors[k].to(device=p.device, dtype=p.dtype))
+
+
+# ---------------------------------------------------------------------------------------------------
+# PEFT format: LoRA, rsLoRA, DoRA
+# ---------------------------------------------------------------------------------------------------
+def lora_peft_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Our LoRA tensors under PEFT's saved key names (live parameters, not copies)."""
+    from labs.methods.lora import lora_layers
+
+    sd = {}
+    for name, m in lora_layers(model).items():
+        sd[f"{PEFT_PREFIX}{name}.lora_A.weight"] = m.lora_A.weight
+        sd[f"{PEFT_PREFIX}{name}.lora_B.weight"] = m.lora_B.weight
+        if m.use_dora:
+            sd[f"{PEFT_PREFIX}{name}.lora_magnitude_vector"] = m.lora_magnitude_vector
+    return sd
+
+
+def peft_adapter_config(model: nn.Module) -> dict:
+    cfg = getattr(model, "peft_lab_config", None)
+    if not cfg or cfg.get("method") not in LORA_METHODS:
+        raise AdapterFileError(f"save_peft: the model carries no LoRA adapter (method="
+                               f"{(cfg or {}).get('method')!r}); allowed {LORA_METHODS}; call lora.apply first")
+    return {
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "inference_mode": True,
+        "base_model_name_or_path": getattr(getattr(model, "config", None), "_name_or_path", None) or None,
+        "r": cfg["r"], "lora_alpha": cfg["lora_alpha"], "lora_dropout": cfg["lora_dropout"],
+        "target_modules": cfg["target_modules"], "use_rslora": cfg["use_rslora"], "use_dora": cfg["use_dora"],
+        "bias": "none", "fan_in_fan_out": False, "init_lora_weights": True, "modules_to_save": None,
+        "rank_pattern": {}, "alpha_pattern": {}, "layers_to_transform": None, "layers_pattern": None,
+    }
+
+
+def save_lora_peft(model: nn.Module, path) -> Path:
+    """Write adapter_config.json + adapter_model.safetensors that peft loads as-is."""
+    path = Path(path)
+    cfg = peft_adapter_config(model)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in lora_peft_state_dict(model).items()}
+    save_file(tensors, str(path / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    (path / ADAPTER_CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    return path
+
+
+def load_lora_peft(base_model: nn.Module, path) -> nn.Module:
+    """Apply the LoRA described by `path/adapter_config.json` (ours or PEFT's) to `base_model`, load weights."""
+    from labs.methods import lora
+
+    path = Path(path)
+    cfg = _read_json(path / ADAPTER_CONFIG)
+    if cfg.get("peft_type") != "LORA":
+        raise AdapterFileError(f"{path / ADAPTER_CONFIG}: peft_type={cfg.get('peft_type')!r}; allowed 'LORA' "
+                               f"(other methods load with labs.methods.io.load)")
+    for key, ok in (("rank_pattern", {}), ("alpha_pattern", {}), ("modules_to_save", None), ("bias", "none"),
+                    ("fan_in_fan_out", False), ("layers_to_transform", None)):
+        if cfg.get(key) not in (None, ok):
+            raise AdapterFileError(f"{path / ADAPTER_CONFIG}: {key}={cfg[key]!r} is not supported; allowed {ok!r}")
+    missing = [k for k in ("r", "lora_alpha", "target_modules") if k not in cfg]
+    if missing:
+        raise AdapterFileError(f"{path / ADAPTER_CONFIG}: missing keys {missing}")
+    model = lora.apply(base_model, r=int(cfg["r"]), lora_alpha=cfg["lora_alpha"],
+                       target_modules=cfg["target_modules"], lora_dropout=float(cfg.get("lora_dropout") or 0.0),
+                       use_rslora=bool(cfg.get("use_rslora", False)), use_dora=bool(cfg.get("use_dora", False)))
+    tensors = _read_tensors(path / ADAPTER_WEIGHTS)
+    expected = lora_peft_state_dict(model)
+    _check_keys(path / ADAPTER_WEIGHTS, expected, tensors)
+    _copy_into(expected, tensors)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------
+# Every method: safetensors + our JSON config
+# ---------------------------------------------------------------------------------------------------
+def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save(model: nn.Module, path) -> Path:
+    """Any method: peft_lab_config.json + adapter_model.safetensors (trainable tensors by parameter name).
+    LoRA-family adapters additionally get PEFT's adapter_config.json so peft can load them."""
+    path = Path(path)
+    cfg = getattr(model, "peft_lab_config", None)
+    if not cfg or "method" not in cfg:
+        raise AdapterFileError("save: the model carries no adapter config; apply a method from labs.methods first")
+    path.mkdir(parents=True, exist_ok=True)
+    if cfg["method"] in LORA_METHODS:
+        save_lora_peft(model, path)
+    else:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in trainable_state_dict(model).items()}
+        save_file(tensors, str(path / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    (path / LAB_CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True, default=str))
+    return path
+
+
+def load(base_model: nn.Module, path, tokenizer=None) -> nn.Module:
+    """Inverse of `save`: re-apply the method with the saved arguments, then load its tensors strictly."""
+    from labs.methods import apply_method
+
+    path = Path(path)
+    if not (path / LAB_CONFIG).is_file() and (path / ADAPTER_CONFIG).is_file():
+        return load_lora_peft(base_model, path)           # an adapter saved by peft itself
+    cfg = dict(_read_json(path / LAB_CONFIG))
+    method = cfg.pop("method", None)
+    if method in LORA_METHODS:
+        return load_lora_peft(base_model, path)
+    cfg.pop("targets", None)
+    model = apply_method(base_model, method, **cfg, _loading=True)
+    tensors = _read_tensors(path / ADAPTER_WEIGHTS)
+    expected = trainable_state_dict(model)
+    _check_keys(path / ADAPTER_WEIGHTS, expected, tensors)
+    _copy_into(expected, tensors)
+    return model
