@@ -1,0 +1,60 @@
+"""The lab catalog: one module per lab, each defining ``LAB = Lab(...)``.
+
+A lab is a function ``run(params, ctx) -> dict`` plus the specs of its parameters. The CLI
+(``python -m labs run <id>``), the app's worker process and the tests all go through ``get_lab``.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from labs.params import Param, validate
+
+# lab id -> module under labs.experiments. Add a line when a lab lands.
+MODULES = {
+    "full-ft": "full_ft",
+}
+
+
+@dataclass
+class Context:
+    """What a running lab may use: report events, learn that it should stop, know its device."""
+    emit: Callable[[dict], None] = lambda event: None
+    should_stop: Callable[[], bool] = lambda: False
+    device: str | None = None
+
+
+@dataclass
+class Lab:
+    id: str
+    title: dict                      # {en, zh}
+    params: list[Param]
+    run: Callable[[dict, Context], dict]
+    quick: dict = field(default_factory=dict)   # overrides applied by --quick (the CPU default)
+    summary: dict = field(default_factory=dict)
+
+    def validate(self, values: dict | None, quick: bool = False, on_gpu: bool = False) -> dict:
+        merged = {**(self.quick if quick else {}), **(values or {})}
+        return validate(self.params, merged, on_gpu=on_gpu)
+
+
+def lab_ids() -> list[str]:
+    return list(MODULES)
+
+
+def get_lab(lab_id: str) -> Lab:
+    if lab_id not in MODULES:
+        raise KeyError(f"lab = {lab_id!r} is unknown: allowed {', '.join(MODULES)}")
+    return importlib.import_module(f"labs.experiments.{MODULES[lab_id]}").LAB
+
+
+def run_lab(lab_id: str, values: dict | None = None, quick: bool = False, ctx: Context | None = None) -> dict:
+    """Validate ``values`` and run the lab; the result always carries ``lab`` and ``params``."""
+    lab = get_lab(lab_id)
+    from labs.device import pick_device
+
+    ctx = ctx or Context()
+    params = lab.validate(values, quick=quick, on_gpu=pick_device(ctx.device).type == "cuda")
+    result: dict[str, Any] = lab.run(params, ctx)
+    return {"lab": lab_id, "params": params, **result}
