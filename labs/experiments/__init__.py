@@ -14,6 +14,7 @@ from labs.params import Param, validate
 # lab id -> module under labs.experiments. Add a line when a lab lands.
 MODULES = {
     "full-ft": "full_ft",
+    "selftest": "selftest",
 }
 
 
@@ -23,6 +24,7 @@ class Context:
     emit: Callable[[dict], None] = lambda event: None
     should_stop: Callable[[], bool] = lambda: False
     device: str | None = None
+    out_dir: str | None = None       # where a lab may write artifacts (adapters) for download
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Lab:
     run: Callable[[dict, Context], dict]
     quick: dict = field(default_factory=dict)   # overrides applied by --quick (the CPU default)
     summary: dict = field(default_factory=dict)
+    hidden: bool = False                        # not offered on pages (engine self-test)
 
     def validate(self, values: dict | None, quick: bool = False, on_gpu: bool = False) -> dict:
         merged = {**(self.quick if quick else {}), **(values or {})}
