@@ -239,7 +239,8 @@ def load_deck(root: Path | str | None = None) -> Deck:
     root = Path(root or os.environ.get(ENV_CONTENT) or CONTENT)
     cards: dict[str, Card] = {}
     seen: dict[str, str] = {}
-    for path in sorted((root / "cards").glob("*.yaml")):
+    order = {t: i for i, t in enumerate(TOPICS)}  # canonical topic order: new cards come why-peft first
+    for path in sorted((root / "cards").glob("*.yaml"), key=lambda p: (order.get(p.stem, len(order)), p.name)):
         rel, doc = _yaml(path, root)
         _need(isinstance(doc, dict) and isinstance(doc.get("cards"), list), rel, None, "cards",
               "file must be a map {topic: <id>, cards: [...]}")
