@@ -30,7 +30,7 @@ c[0].metric(t("prog.due_today"), s["due_today"])
 c[1].metric(t("prog.new"), s["new"])
 c[2].metric(t("prog.retention"), "—" if s["retention"] is None else f"{s['retention']:.0%}",
             help=t("prog.retention_help", n=s["retention_n"]))
-c[3].metric(t("prog.streak"), t("prog.days", n=s["streak"]))
+c[3].metric(t("prog.streak"), s["streak"], help=t("prog.streak_help"))
 c[4].metric(t("prog.reviews"), s["reviews"])
 st.caption(t("prog.seen", seen=s["seen"], total=s["total"]))
 

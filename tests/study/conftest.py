@@ -33,10 +33,20 @@ def fake_estimate(model: str, params: float) -> dict:
     return {"memory_bytes": {"total": 16 * params}, "trainable_params": params}
 
 
-def write_content(root: Path, cards: list[dict] | None = None) -> Path:
+def fixture_questions() -> list[dict]:
+    return [{"id": "iq-001", "topic": "lora", "difficulty": 2, "card": "lora-001",
+             "en": {"q": "Walk me through LoRA.", "points": ["low-rank update", "B = 0 at init", "merge"]},
+             "zh": {"q": "讲讲 LoRA。", "points": ["低秩更新", "B 初始化为 0", "可合并"]}}]
+
+
+def write_content(root: Path, cards: list[dict] | None = None, questions: list[dict] | None = None) -> Path:
     (root / "cards").mkdir(parents=True, exist_ok=True)
     doc = {"topic": "lora", "cards": fixture_cards() if cards is None else cards}
     (root / "cards" / "lora.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    if questions is not None:
+        (root / "interview").mkdir(exist_ok=True)
+        (root / "interview" / "questions.yaml").write_text(
+            yaml.safe_dump({"questions": questions}, allow_unicode=True), encoding="utf-8")
     return root
 
 

@@ -184,7 +184,7 @@ def test_progress_page_and_anki_export(data_dir, tmp_path):
         srs.review(s, 1, cid, 3)
     s.save_quiz(1, ["lora"], [(ids[0], False, "A"), (ids[1], True, "B")])
     at = ok(page("progress"))
-    assert metric(at, "Reviews") == "3" and metric(at, "Streak") == "1 days"
+    assert metric(at, "Reviews") == "3" and metric(at, "Streak (days)") == "1"
     assert metric(at, "New") == str(len(deck.cards) - 3)
     topics = deck.topics()[:2]
     at.multiselect(key="anki_topics").set_value(topics)
@@ -206,3 +206,55 @@ def test_progress_page_and_anki_export(data_dir, tmp_path):
 def test_progress_page_empty_store(data_dir):
     at = ok(page("progress", lang="zh"))
     assert metric(at, "复习次数") == "0" and any("首次" in i.value or "第一次" in i.value for i in at.info)
+
+
+# ---------------------------------------------------------------- fixture deck: numeric items, question bank
+@pytest.fixture
+def fixture_app(tmp_path, monkeypatch, data_dir):
+    """Pages on the fixture deck, with the stand-in calculator (16 bytes/param) as labs.budget."""
+    from app.study import cards
+    from tests.study.conftest import fake_estimate, fixture_questions, write_content
+    root = write_content(tmp_path / "content", questions=fixture_questions())
+    monkeypatch.setenv("PEFTLAB_CONTENT_DIR", str(root))
+    monkeypatch.setattr(cards, "_default_estimator", lambda: fake_estimate)
+    return root
+
+
+def test_numeric_quiz_item_rejects_empty_and_non_numbers(fixture_app):
+    at = page("quiz")
+    at.multiselect(key="quiz_kinds").set_value(["numeric"])
+    ok(at.button(key="quiz_start").click().run())
+    assert at.session_state["quiz"]["items"] == ["lora-003"]
+    ok(at.button(key="quiz_check").click().run())
+    assert any("empty" in e.value for e in at.error)
+    at.text_input(key="quiz_in_0").input("a lot")
+    ok(at.button(key="quiz_check").click().run())
+    assert any("`a lot` is not a number" in e.value for e in at.error)
+    at.text_input(key="quiz_in_0").input("115 GB")  # 112 GB ± 5 %
+    ok(at.button(key="quiz_check").click().run())
+    assert at.success and "Right" in at.success[0].value
+    assert any("112 GB" in i.value for i in at.info)
+
+
+def test_interview_draws_from_the_question_bank(fixture_app):
+    at = page("interview", lang="zh")
+    at.number_input(key="iv_n").set_value(1)
+    ok(at.button(key="iv_start").click().run())
+    assert at.session_state["iv"]["items"] == ["iq-001"]
+    assert any("讲讲 LoRA" in m.value for m in at.markdown)
+    at.checkbox(key="iv_spoken_0").check()
+    ok(at.button(key="iv_done").click().run())
+    assert [c.label for c in at.checkbox if c.key and c.key.startswith("iv_pt_")] == ["低秩更新", "B 初始化为 0", "可合并"]
+    at.checkbox(key="iv_pt_0_1").check()
+    ok(at.button(key="iv_next").click().run())
+    assert metric(at, "覆盖的要点") == "1 / 3"
+    assert any("可合并" in m.value for m in at.markdown)  # a missed point is listed
+
+
+def test_malformed_card_file_is_reported_not_raised(tmp_path, monkeypatch, data_dir):
+    from tests.study.conftest import fixture_cards, write_content
+    cards = fixture_cards()
+    del cards[1]["options"][0]["why"]
+    monkeypatch.setenv("PEFTLAB_CONTENT_DIR", str(write_content(tmp_path / "content", cards)))
+    at = ok(page("flashcards"))
+    assert any("lora-002" in e.value and "options[0].why" in e.value for e in at.error)
