@@ -91,6 +91,12 @@ if scores:
 else:
     st.info(t("prog.scores_empty"))
 
+missed = P.recent_missed(store, pid, deck, lang())
+if missed:
+    with st.expander(t("prog.missed", n=len(missed))):
+        for m in missed:
+            st.markdown(f"**{m['question']}** — {m['q']}\n" + "\n".join(f"- {p}" for p in m["missed"]))
+
 # ---------------------------------------------------------------- Anki export
 st.subheader(t("prog.anki"))
 st.caption(t("prog.anki_help"))

@@ -333,3 +333,15 @@ def parse_number(text: str) -> float:
 def within(given: float, expected: float, tolerance: float) -> bool:
     """Relative-tolerance check ``|given - expected| <= tolerance * |expected|``."""
     return abs(given - expected) <= tolerance * abs(expected) if expected else abs(given) <= tolerance
+
+
+def stats(deck: Deck) -> list[dict]:
+    """Per topic: cards by kind and how many have text in each language (every card needs both)."""
+    rows = []
+    for topic in deck.topics():
+        cs = deck.select([topic])
+        row = {"topic": topic, "cards": len(cs), **{k: sum(c.kind == k for c in cs) for k in KINDS}}
+        row.update({lg: sum(bool(c.q(lg)) for c in cs) for lg in LANGS})
+        row["questions"] = sum(q.topic == topic for q in deck.questions.values())
+        rows.append(row)
+    return rows

@@ -116,3 +116,18 @@ def summary(store: Store, pid: int, deck, now: datetime | None = None) -> dict:
         "weakest": topic_accuracy(store, pid, deck),
         "scores": score_history(store, pid),
     }
+
+
+def recent_missed(store: Store, pid: int, deck, lang: str, n_sessions: int = 3) -> list[dict]:
+    """Key points missed in the last ``n_sessions`` mock interviews, newest first, in ``lang``:
+    [{question, q, missed: [point, ...]}] (questions no longer in the deck are skipped)."""
+    import json
+    out = []
+    for s in reversed(store.interview_history(pid)[-n_sessions:]):
+        for d in json.loads(s["details"]):
+            item = deck.questions.get(d["question"]) or deck.cards.get(d["question"])
+            if item is None or not d["missed"]:
+                continue
+            pts = item.points(lang)
+            out.append({"question": item.id, "q": item.q(lang), "missed": [pts[j] for j in d["missed"] if j < len(pts)]})
+    return out

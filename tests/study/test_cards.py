@@ -89,3 +89,9 @@ def test_real_deck_loads_with_both_languages():
     for card in deck.cards.values():
         for lang in C.LANGS:
             assert card.q(lang) and card.a(lang) and len(card.points(lang)) >= 2
+
+
+def test_stats_add_up(fixture_root):
+    deck = C.load_deck(fixture_root)
+    (row,) = C.stats(deck)
+    assert row == {"topic": "lora", "cards": 3, "open": 1, "mcq": 1, "numeric": 1, "en": 3, "zh": 3, "questions": 0}

@@ -249,6 +249,8 @@ def test_interview_draws_from_the_question_bank(fixture_app):
     ok(at.button(key="iv_next").click().run())
     assert metric(at, "覆盖的要点") == "1 / 3"
     assert any("可合并" in m.value for m in at.markdown)  # a missed point is listed
+    prog = ok(page("progress", lang="zh"))
+    assert any("低秩更新" in m.value and "可合并" in m.value and "B 初始化为 0" not in m.value for m in prog.markdown)
 
 
 def test_malformed_card_file_is_reported_not_raised(tmp_path, monkeypatch, data_dir):
