@@ -11,7 +11,7 @@ import genanki
 import pytest
 
 from app.study import anki
-from app.study.cards import load_deck
+from app.study.cards import load_deck, numeric_answer
 from tests.study.conftest import fake_estimate
 
 
@@ -30,7 +30,7 @@ def read_apkg(path: Path, tmp: Path) -> dict:
 
 def test_export_reads_back_with_stable_guids(tmp_path):
     deck = load_deck()
-    topics = deck.topics()[:2]
+    topics = deck.topics()[:2] + ["memory"]
     cards = deck.select(topics)
     a = read_apkg(anki.export_apkg(deck, topics, "zh", tmp_path / "a.apkg"), tmp_path / "ra")
     b = read_apkg(anki.export_apkg(deck, topics, "zh", tmp_path / "b.apkg"), tmp_path / "rb")
@@ -42,6 +42,9 @@ def test_export_reads_back_with_stable_guids(tmp_path):
     fields, tags = a["notes"][anki.note_guid(first.id, "zh")]
     assert fields[0] == first.id and first.topic in tags
     assert html.escape(first.q("zh")) in fields[1] and html.escape(first.a("zh")) in fields[2]
+    # numeric cards carry the calculator's number, never a number typed into the YAML
+    num = next(c for c in cards if c.kind == "numeric")
+    assert f"{numeric_answer(num):.4g} {num.unit}" in a["notes"][anki.note_guid(num.id, "zh")][0][2]
     # the other language is a different note (its own GUID), so both can live in one collection
     en = read_apkg(anki.export_apkg(deck, topics[:1], "en", tmp_path / "en.apkg"), tmp_path / "ren")
     assert not set(en["notes"]) & set(a["notes"])

@@ -260,3 +260,23 @@ def test_malformed_card_file_is_reported_not_raised(tmp_path, monkeypatch, data_
     monkeypatch.setenv("PEFTLAB_CONTENT_DIR", str(write_content(tmp_path / "content", cards)))
     at = ok(page("flashcards"))
     assert any("lora-002" in e.value and "options[0].why" in e.value for e in at.error)
+
+
+def test_numeric_quiz_on_the_real_calculator(data_dir):
+    from app.study.cards import numeric_answer
+    deck = load_deck()
+    at = page("quiz")
+    at.multiselect(key="quiz_topics").set_value(["memory"])
+    at.multiselect(key="quiz_kinds").set_value(["numeric"])
+    at.number_input(key="quiz_size").set_value(2)
+    ok(at.button(key="quiz_start").click().run())
+    assert not at.warning, [w.value for w in at.warning]  # no numeric card was dropped
+    first, second = (deck.cards[c] for c in at.session_state["quiz"]["items"])
+    at.text_input(key="quiz_in_0").input(f"{numeric_answer(first) * (1 + first.tolerance / 2):.6g}")
+    ok(at.button(key="quiz_check").click().run())
+    assert at.success and "Right" in at.success[0].value
+    ok(at.button(key="quiz_next").click().run())
+    at.text_input(key="quiz_in_1").input(f"{numeric_answer(second) * (1 + 2 * second.tolerance):.6g}")
+    ok(at.button(key="quiz_check").click().run())
+    assert at.error and "Not quite" in at.error[0].value
+    assert any(f"{numeric_answer(second):.4g} {second.unit}" in i.value for i in at.info)
