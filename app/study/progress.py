@@ -12,6 +12,7 @@ Definitions (each computed from logged events, nothing estimated):
 """
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
 
@@ -121,7 +122,6 @@ def summary(store: Store, pid: int, deck, now: datetime | None = None) -> dict:
 def recent_missed(store: Store, pid: int, deck, lang: str, n_sessions: int = 3) -> list[dict]:
     """Key points missed in the last ``n_sessions`` mock interviews, newest first, in ``lang``:
     [{question, q, missed: [point, ...]}] (questions no longer in the deck are skipped)."""
-    import json
     out = []
     for s in reversed(store.interview_history(pid)[-n_sessions:]):
         for d in json.loads(s["details"]):

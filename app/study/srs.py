@@ -10,7 +10,6 @@ A card with no row in ``card_state`` is *new* (never reviewed).
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -161,7 +160,3 @@ def state_name(card: FsrsCard | None) -> str:
 def card_json_last_review(card: FsrsCard | None) -> str | None:
     """What :func:`review` compares against ``shown_last_review``."""
     return card.last_review.isoformat() if card and card.last_review else None
-
-
-def log_dict(row) -> dict:
-    return json.loads(row["log_json"])

@@ -18,6 +18,7 @@ timestamp and leaves an empty, migrated database in its place.
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -228,7 +229,6 @@ class Store:
     def save_quiz(self, pid: int, topics: list[str], answers: list[tuple[str, bool, str]], at: float | None = None) -> int:
         """One finished quiz: ``answers`` = [(card_id, correct, given)]. Misses join the wrong queue;
         a right answer takes the card off it. Returns the attempt id."""
-        import json
         at = time.time() if at is None else at
         with self.tx() as c:
             aid = c.execute("INSERT INTO quiz_attempts (profile_id, finished_at, topics, n_items, n_correct) VALUES (?,?,?,?,?)",
@@ -259,7 +259,6 @@ class Store:
     # ------------------------------------------------------------ interviews
     def save_interview(self, pid: int, details: list[dict], duration_s: float, at: float | None = None) -> int:
         """``details`` = [{"question": id, "hit": [i, ...], "missed": [i, ...], "n_points": n, ...}]."""
-        import json
         asked = sum(d["n_points"] for d in details)
         if not details or asked <= 0:
             raise StoreError(f"an interview needs at least one question with points, got {len(details)} questions")

@@ -1,6 +1,7 @@
 """AppTest drives of the four study pages on the real deck, with a throw-away PEFTLAB_DATA_DIR."""
 from __future__ import annotations
 
+import json
 import sqlite3
 import zipfile
 from pathlib import Path
@@ -165,7 +166,6 @@ def test_finish_a_mock_interview(data_dir):
         at.checkbox(key=f"iv_pt_1_{j}").check()
     ok(at.button(key="iv_next").click().run())
     (saved,) = Store().interview_history(1)
-    import json
     details = json.loads(saved["details"])
     n0 = details[0]["n_points"]
     assert details[0]["hit"] == [0] and details[0]["missed"] == list(range(1, n0))
