@@ -176,6 +176,8 @@ class Store:
 
     def migrate(self) -> int:
         """Apply the missing migrations, each in its own transaction; returns the final version."""
+        if self.version() == SCHEMA_VERSION:  # the common case: no write lock taken on every page run
+            return SCHEMA_VERSION
         while True:
             with self.tx() as c:
                 v = c.execute("PRAGMA user_version").fetchone()[0]
@@ -197,7 +199,11 @@ class Store:
         name = (name or "").strip()
         if not name or len(name) > 40:
             raise StoreError(f"profile name {name!r} is not allowed: 1..40 characters")
-        with self.tx() as c:
+        with self.tx(write=False) as c:
+            row = c.execute("SELECT id FROM profiles WHERE name = ?", (name,)).fetchone()
+        if row:
+            return row["id"]
+        with self.tx() as c:  # re-checked under the write lock: another tab may have just created it
             row = c.execute("SELECT id FROM profiles WHERE name = ?", (name,)).fetchone()
             if row:
                 return row["id"]
