@@ -11,11 +11,22 @@ from typing import Any, Callable
 
 from labs.params import Param, validate
 
-# lab id -> module under labs.experiments. Add a line when a lab lands.
-MODULES = {
+# lab id -> module under labs.experiments. A lab whose module is not there yet is simply not listed.
+_ALL = {
     "full-ft": "full_ft",
+    "lora": "lora",
+    "nf4": "nf4",
+    "qlora": "qlora",
+    "dora": "dora",
+    "adalora": "adalora",
+    "soft-prompts": "soft_prompts",
+    "adapters": "adapters",
+    "serving": "serving",
+    "minilm-cls": "minilm_cls",
     "selftest": "selftest",
 }
+_HERE = __import__("pathlib").Path(__file__).resolve().parent
+MODULES = {lab: mod for lab, mod in _ALL.items() if (_HERE / f"{mod}.py").exists()}
 
 
 @dataclass
@@ -42,8 +53,8 @@ class Lab:
         return validate(self.params, merged, on_gpu=on_gpu)
 
 
-def lab_ids() -> list[str]:
-    return list(MODULES)
+def lab_ids(include_hidden: bool = True) -> list[str]:
+    return [i for i in MODULES if include_hidden or not get_lab(i).hidden]
 
 
 def get_lab(lab_id: str) -> Lab:

@@ -1,0 +1,15 @@
+# PEFT Lab: CPU image by default. For CUDA: docker build --build-arg BASE=pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime .
+ARG BASE=python:3.11-slim
+FROM ${BASE}
+ARG TORCH_CPU=1
+WORKDIR /app
+ENV PYTHONUNBUFFERED=1 PEFTLAB_DATA_DIR=/data HF_HUB_OFFLINE=1
+COPY requirements.txt .
+# The CPU wheel of torch first, so `torch` in requirements.txt does not pull a CUDA build.
+RUN if [ "$TORCH_CPU" = "1" ]; then pip install --no-cache-dir torch --index-url https://download.pytorch.org/whl/cpu; fi \
+ && pip install --no-cache-dir -r requirements.txt
+COPY . .
+VOLUME /data
+EXPOSE 8501
+# Inside a container the server must listen on all interfaces; publish it with -p 127.0.0.1:8501:8501.
+CMD ["streamlit", "run", "app/main.py", "--server.address", "0.0.0.0", "--server.port", "8501", "--server.headless", "true"]

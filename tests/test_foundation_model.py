@@ -1,0 +1,53 @@
+"""The bundled base model: loads from disk with plain transformers, and is genuinely pretrained."""
+import json
+import math
+
+import pytest
+import torch
+
+from labs.base import BASE_DIR, load_base, model_dir
+
+RECORD = json.loads((BASE_DIR / "training.json").read_text())
+
+
+def test_loads_with_auto_classes_from_the_folder():
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(BASE_DIR, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(BASE_DIR, local_files_only=True)
+    assert isinstance(model, LlamaForCausalLM)
+    cfg = model.config
+    assert cfg.num_key_value_heads < cfg.num_attention_heads, "GQA expected"
+    assert tok.decode(tok("The list is sorted.")["input_ids"]) == "The list is sorted."
+    size = sum(f.stat().st_size for f in BASE_DIR.iterdir())
+    assert size <= 16 * 2**20, f"bundled model folder is {size / 2**20:.1f} MiB > 16 MiB"
+
+
+def test_eval_loss_matches_the_recorded_figure_and_beats_untrained():
+    from labs import corpus
+    from labs.pretrain import PretrainConfig, eval_loss, eval_windows, split_ids
+
+    model, tok = load_base()
+    cfg = PretrainConfig(**RECORD["config"])
+    ids = torch.tensor(tok(corpus.load())["input_ids"])
+    _, held = split_ids(ids, cfg.seq_len)
+    loss = eval_loss(model, eval_windows(held, cfg.seq_len, cfg.eval_windows))
+    assert loss == pytest.approx(RECORD["eval_loss"], abs=2e-3)
+    assert RECORD["untrained_eval_loss"] - loss > 3.0, "not far better than untrained"
+    assert loss < math.log(cfg.vocab_size) - 3.0
+
+
+def test_env_var_and_path_override(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFTLAB_MODEL", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        model_dir()
+    monkeypatch.setenv("PEFTLAB_MODEL", str(BASE_DIR))
+    assert model_dir() == BASE_DIR
+    assert model_dir(BASE_DIR) == BASE_DIR
+
+
+def test_readme_records_corpus_command_time_and_losses():
+    text = (BASE_DIR / "README.md").read_text()
+    for needle in ("python -m labs pretrain", "PSF", f"{RECORD['eval_loss']:.4f}",
+                   f"{RECORD['untrained_eval_loss']:.4f}", "training time"):
+        assert needle in text
