@@ -33,11 +33,13 @@ if flash:
 with st.expander(t("fc.settings")):
     lo, hi = srs.RETENTION_RANGE
     current = srs.desired_retention(store, pid)
-    ret = st.slider(t("fc.retention"), lo, hi, current, 0.01, help=t("fc.retention_help"), key="fc_retention")
+    ret = st.slider(t("fc.retention"), lo, hi, current, 0.01, help=t("fc.retention_help"), key=f"fc_retention_{pid}")
     if ret != current:
         srs.set_desired_retention(store, pid, ret)
-    new_limit = int(store.get_setting(pid, "new_per_day", str(DEFAULT_NEW_LIMIT)))
-    n = st.number_input(t("fc.new_per_day"), NEW_LIMIT_RANGE[0], NEW_LIMIT_RANGE[1], new_limit, 1, key="fc_new_limit")
+    saved = store.get_setting(pid, "new_per_day", "")
+    new_limit = int(saved) if saved.isdigit() and int(saved) <= NEW_LIMIT_RANGE[1] else DEFAULT_NEW_LIMIT
+    n = st.number_input(t("fc.new_per_day"), NEW_LIMIT_RANGE[0], NEW_LIMIT_RANGE[1], new_limit, 1,
+                        key=f"fc_new_limit_{pid}")
     if int(n) != new_limit:
         store.set_setting(pid, "new_per_day", str(int(n)))
         new_limit = int(n)

@@ -73,7 +73,12 @@ def load(store: Store, pid: int, card_id: str) -> FsrsCard | None:
 
 
 def desired_retention(store: Store, pid: int) -> float:
-    return float(store.get_setting(pid, SETTING_RETENTION, str(DEFAULT_RETENTION)))
+    """The profile's setting; the default if it is missing or was edited out of range."""
+    try:
+        value = float(store.get_setting(pid, SETTING_RETENTION, str(DEFAULT_RETENTION)))
+    except ValueError:
+        return DEFAULT_RETENTION
+    return value if RETENTION_RANGE[0] <= value <= RETENTION_RANGE[1] else DEFAULT_RETENTION
 
 
 def set_desired_retention(store: Store, pid: int, value: float) -> None:

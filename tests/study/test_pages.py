@@ -280,3 +280,16 @@ def test_numeric_quiz_on_the_real_calculator(data_dir):
     ok(at.button(key="quiz_check").click().run())
     assert at.error and "Not quite" in at.error[0].value
     assert any(f"{numeric_answer(second):.4g} {second.unit}" in i.value for i in at.info)
+
+
+def test_desired_retention_setting_changes_the_easy_interval(data_dir):
+    at = page("flashcards")
+    at.slider(key="fc_retention_1").set_value(0.8)
+    ok(at.run())
+    assert Store().get_setting(1, "desired_retention") == "0.8"
+    tab = ok(page("flashcards"))  # a new session reads the saved setting
+    ok(tab.button(key="fc_reveal").click().run())
+    easy = next(b.label for b in tab.button if b.key == "fc_rate_4")
+    at_08 = srs.preview(None, srs.scheduler(0.8), srs.now_utc())[srs.RATINGS[3]]
+    at_09 = srs.preview(None, srs.scheduler(0.9), srs.now_utc())[srs.RATINGS[3]]
+    assert at_08 > at_09 and easy == f"Easy · {srs.format_interval(at_08)}"

@@ -82,3 +82,13 @@ def test_format_interval_both_languages():
 def test_bad_rating_is_refused(data_dir):
     with pytest.raises(ValueError, match="rating = 7"):
         srs.review(Store(), 1, "lora-001", 7)
+
+
+def test_bad_saved_retention_falls_back_to_default(data_dir):
+    s = Store()
+    s.set_setting(1, srs.SETTING_RETENTION, "banana")
+    assert srs.desired_retention(s, 1) == srs.DEFAULT_RETENTION
+    s.set_setting(1, srs.SETTING_RETENTION, "0.5")
+    assert srs.desired_retention(s, 1) == srs.DEFAULT_RETENTION
+    srs.set_desired_retention(s, 1, 0.85)
+    assert srs.desired_retention(s, 1) == 0.85
