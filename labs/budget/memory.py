@@ -121,7 +121,8 @@ def breakdown(c: ArchConfig, method: str = "lora", rank: int = 16, targets="all-
     quantized = counts["linear"] if method == "qlora" else 0
     w_base = (frozen - quantized) * db["frozen"] + quantized * 0.5
     w_train = T * db["weight"]
-    qconst = quant_constant_bytes(quantized, nf4_blocksize, double_quant) if quantized else 0
+    qconst = c.n_layers * sum(quant_constant_bytes(o * i, nf4_blocksize, double_quant)   # per tensor, as bnb
+                              for o, i in linear_shapes(c).values()) if quantized else 0
     weights_total = w_base + w_train
     if mode == "inference":
         T = 0

@@ -72,15 +72,20 @@ class ArchConfig:
         return d
 
 
+HF_NAMES = {"n_layers": "num_hidden_layers", "n_heads": "num_attention_heads", "n_kv_heads": "num_key_value_heads",
+            "max_position": "max_position_embeddings"}
+
+
 def _validate(c: ArchConfig) -> None:
     for name, hi in (("vocab_size", MAX_DIM * 4), ("hidden_size", MAX_DIM), ("intermediate_size", MAX_DIM * 4),
                      ("n_layers", MAX_LAYERS), ("n_heads", MAX_DIM), ("n_kv_heads", MAX_DIM),
                      ("head_dim", MAX_DIM), ("max_position", 1 << 24)):
         v = getattr(c, name)
+        hf = HF_NAMES.get(name, name)
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
-            raise BudgetError(name, f"config {name} = {v!r} is not allowed: allowed an integer 1..{hi}")
+            raise BudgetError(hf, f"config {hf} = {v!r} is not allowed: allowed an integer 1..{hi}")
     if c.n_heads % c.n_kv_heads:
-        raise BudgetError("n_kv_heads", f"config num_key_value_heads = {c.n_kv_heads} must divide "
+        raise BudgetError("num_key_value_heads", f"config num_key_value_heads = {c.n_kv_heads} must divide "
                                         f"num_attention_heads = {c.n_heads}")
 
 

@@ -183,7 +183,10 @@ def build(c: ArchConfig, n_layers: int, method: str, rank: int, targets, precisi
     elif method == "prompt":
         model.prompt = nn.Parameter(torch.randn(n_tokens, c.hidden_size, dtype=dtype) * 0.01)
     if checkpointing == "full":
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):        # transformers >= 5.2x
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     trainable = [p for p in model.parameters() if p.requires_grad] + extra
     return model, trainable
 
