@@ -106,9 +106,9 @@ def review(store: Store, pid: int, card_id: str, rating: Rating | int, *, now: d
     if int(rating) not in (1, 2, 3, 4):
         raise ValueError(f"rating = {rating!r} is not allowed: 1 Again, 2 Hard, 3 Good, 4 Easy")
     rating = Rating(int(rating))
-    now = now or now_utc()
     sched = scheduler(retention if retention is not None else desired_retention(store, pid))
     with store.tx() as c:
+        now = now or now_utc()  # read under the write lock: review times follow commit order
         row = c.execute("SELECT card_json FROM card_state WHERE profile_id = ? AND card_id = ?", (pid, card_id)).fetchone()
         card = FsrsCard.from_json(row["card_json"]) if row else new_card(card_id, now)
         before = int(card.state) if row else NEW_STATE

@@ -156,7 +156,8 @@ def test_two_processes_writing_reviews_concurrently(data_dir):
     states = s.card_states(1)
     assert len(states) == 2 * n + 1
     # the shared card saw every one of the 2n reviews in order: its state_before chain is consistent
-    shared = [r for r in rows if r["card_id"] == "shared-001"]
+    shared = sorted((r for r in rows if r["card_id"] == "shared-001"), key=lambda r: r["id"])  # commit order
+    assert [r["reviewed_at"] for r in shared] == sorted(r["reviewed_at"] for r in shared)
     assert shared[0]["state_before"] == srs.NEW_STATE
     assert all(r["state_before"] != srs.NEW_STATE for r in shared[1:])
 
