@@ -10,6 +10,7 @@ For a linear layer W of shape (out, in) and rank r (peft's names):
                                                                    the prefix lives per *KV head*, k*d < h)
     P-tuning v2    prefix + reparam MLP: n*(k*d) + (k*d)*e + e + e*(L*2*k*d) + L*2*k*d   (e = encoder hidden)
     Houlsby        per layer 2 adapters * (down h*m + m, up m*h + h) = 2*(2*h*m + h + m)
+                   (+ 2*h if the layer norms train too, as in the paper)
     LLaMA-Adapter  per adapted layer: prompt (len, h) + one zero-init gate   L_a*len*h + L_a
 
 QLoRA counts exactly like LoRA: only the frozen base changes (to NF4), not the adapter.
@@ -76,7 +77,8 @@ def lora_per_layer(c: ArchConfig, rank: int, targets: tuple[str, ...], method: s
 
 def trainable_params(c: ArchConfig, method: str, rank: int = 16, targets="all-linear", n_tokens: int = 20,
                      prefix_projection: bool = False, encoder_hidden: int | None = None,
-                     adapter_size: int = 64, adapter_layers: int | None = None, adapter_len: int = 10) -> dict:
+                     adapter_size: int = 64, adapter_layers: int | None = None, adapter_len: int = 10,
+                     train_layernorm: bool = False) -> dict:
     """``{"trainable": N, "formula": text, "per_layer": {...}, "targets": (...)}`` for ``method``."""
     if method not in METHODS:
         raise BudgetError("method", f"method = {method!r} is not known: allowed {', '.join(METHODS)}")
@@ -105,9 +107,9 @@ def trainable_params(c: ArchConfig, method: str, rank: int = 16, targets="all-li
                 "formula": f"P-tuning v2 reparam: n*kd + kd*e + e + e*(2*L*kd) + 2*L*kd, kd={kvd}, e={e}"}
     if method == "houlsby":
         m = _check_int("adapter_size", adapter_size, 1, h)
-        per = 2 * (2 * h * m + h + m)
+        per = 2 * (2 * h * m + h + m) + (2 * h if train_layernorm else 0)   # + the two RMSNorm weights
         return {"trainable": L * per, "per_layer": {"adapters": per}, "targets": (), "adapter_size": m,
-                "formula": f"L*2*(2*h*m + h + m), h={h}, m={m}"}
+                "formula": f"L*(2*(2*h*m + h + m){' + 2*h norms' if train_layernorm else ''}), h={h}, m={m}"}
     # llama-adapter
     la = L if adapter_layers is None else _check_int("adapter_layers", adapter_layers, 1, L)
     n = _check_int("adapter_len", adapter_len, 1, MAX_TOKENS)
