@@ -111,8 +111,6 @@ def activation_terms(c: ArchConfig, method: str, info: dict, p: int, b: int, s: 
     L, h, bs = c.n_layers, c.hidden_size, b * s
     per = layer_saved(c, method, info, p, b, s, flash)
     layer = sum(per.values())
-    if checkpointing == "inference":
-        return {"terms": per, "peak": layer, "peak_extra": layer}
     saved = L * p * h * bs if checkpointing == "full" else L * layer
     common = saved + rope_tables(c, p, b, s)
     phase_a = common + final_norm_saved(c, method, p, b, s) + grad_residual(c, b, s)
@@ -132,6 +130,15 @@ def activation_terms(c: ArchConfig, method: str, info: dict, p: int, b: int, s: 
         terms["logits fp32 buffers freed"] = -(logits_bytes(c, b, s, p) - p * b * s * c.vocab_size)
         where = "last layer backward"
     return {"terms": terms, "per_layer": per, "peak": max(phase_a, phase_b), "phase": where}
+
+
+def inference_transient(c: ArchConfig, p: int, b: int, s: int, flash: bool) -> float:
+    """Prefill under no_grad keeps nothing for backward: the peak is one layer's widest moment, the MLP's
+    gate and up (I each) plus its input, or eager attention's (a, s, s) scores in fp32 and compute dtype."""
+    bs = b * s
+    mlp = p * (2 * c.intermediate_size + c.hidden_size) * bs
+    attn = 0 if flash else (FP32 + p) * c.n_heads * s * bs
+    return max(mlp, attn) + p * c.hidden_size * bs      # + the residual stream
 
 
 def logits_bytes(c: ArchConfig, b: int, s: int, p: int) -> float:

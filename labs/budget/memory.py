@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import math
 
-from labs.budget.activations import activation_terms, logits_bytes
+from labs.budget.activations import activation_terms, inference_transient, logits_bytes
 from labs.budget.methods import LORA_LIKE, trainable_params
-from labs.budget.params import count_params, linear_shapes
+from labs.budget.params import count_params, linear_bias, linear_shapes
 from labs.budget.presets import ArchConfig, BudgetError
 
 PRECISIONS = ("fp32", "bf16-mixed", "bf16-true")
@@ -47,43 +47,41 @@ def dtype_bytes(precision: str) -> dict[str, float]:
     return {"compute": 2, "weight": 2, "grad": 2, "frozen": 2, "master": 0, "state": 2}
 
 
-def optimizer_state_bytes(optimizer: str, tensors: list[tuple[int, ...]], state: float) -> float:
-    """Optimizer-state bytes for trainable tensors of the given shapes (``state`` = bytes of a 32/16-bit state)."""
+def optimizer_state_bytes(optimizer: str, tensors: list[tuple[tuple[int, ...], int]], state: float) -> float:
+    """Optimizer-state bytes for trainable tensors given as (shape, how many) pairs
+    (``state`` = bytes of one 32- or 16-bit state element)."""
     if optimizer not in OPTIMIZERS:
         raise BudgetError("optimizer", f"optimizer = {optimizer!r} is not allowed: allowed {', '.join(OPTIMIZERS)}")
-    n = sum(math.prod(s) for s in tensors)
+    n = sum(math.prod(s) * k for s, k in tensors)
     if optimizer == "adamw":
         return 2 * state * n
     if optimizer in ("adamw-8bit", "paged-adamw-8bit"):
-        blocks = sum(math.ceil(math.prod(s) / BNB_STATE_BLOCK) for s in tensors)
+        blocks = sum(math.ceil(math.prod(s) / BNB_STATE_BLOCK) * k for s, k in tensors)
         return 2 * (n + 4 * blocks)
     if optimizer == "sgd":
         return state * n
     # adafactor: factored second moment (row + column means) for matrices, full for vectors
-    return state * sum((s[0] + s[1]) if len(s) == 2 and min(s) > 1 else math.prod(s) for s in tensors)
+    return state * sum(((s[0] + s[1]) if len(s) == 2 and min(s) > 1 else math.prod(s)) * k for s, k in tensors)
 
 
-def trainable_tensors(c: ArchConfig, method: str, info: dict, kw: dict) -> list[tuple[int, ...]]:
-    """Shapes of the trainable tensors (what the optimizer allocates states for)."""
+def trainable_tensors(c: ArchConfig, method: str, info: dict, kw: dict) -> list[tuple[tuple[int, ...], int]]:
+    """(shape, count) of the trainable tensors: what the optimizer allocates states for."""
     h, L = c.hidden_size, c.n_layers
     if method == "full":
-        out = [(c.vocab_size, h)] + ([] if c.tied else [(c.vocab_size, h)]) + [(h,)]
-        bias = {"q_proj": c.qkv_bias, "k_proj": c.qkv_bias, "v_proj": c.qkv_bias, "o_proj": c.o_bias}
-        for _ in range(L):
-            for name, (o, i) in linear_shapes(c).items():
-                out.append((o, i))
-                if bias.get(name, c.mlp_bias if name not in bias else False):
-                    out.append((o,))
-            out += [(h,), (h,)]
+        bias = linear_bias(c)
+        out = [((c.vocab_size, h), 1 if c.tied else 2), ((h,), 1 + 2 * L)]
+        for name, (o, i) in linear_shapes(c).items():
+            out += [((o, i), L)] + ([((o,), L)] if bias[name] else [])
         return out
     if method in LORA_LIKE:
         r, out = kw["rank"], []
         for t in info["targets"]:
             o, i = linear_shapes(c)[t]
-            out += [(r, i), (o, r)] + ([(o,)] if method == "dora" else []) + ([(r, 1)] if method == "adalora" else [])
-        return out * L
+            out += [((r, i), L), ((o, r), L)] + ([((o,), L)] if method == "dora" else []) \
+                + ([((r, 1), L)] if method == "adalora" else [])
+        return out
     # prompt / prefix / houlsby / llama-adapter: one block of parameters each (shape only matters to Adafactor)
-    return [(info["trainable"],)]
+    return [((info["trainable"],), 1)]
 
 
 def quant_constant_bytes(n_quantized: int, blocksize: int, double_quant: bool) -> float:
@@ -124,10 +122,9 @@ def breakdown(c: ArchConfig, method: str = "lora", rank: int = 16, targets="all-
     qconst = c.n_layers * sum(quant_constant_bytes(o * i, nf4_blocksize, double_quant)   # per tensor, as bnb
                               for o, i in linear_shapes(c).values()) if quantized else 0
     weights_total = w_base + w_train
-    if mode == "inference":
+    if mode == "inference":   # no grads or optimizer; an unmerged adapter is kept beside the base
         T = 0
-        weights_total = (P - quantized) * db["frozen"] + quantized * 0.5 + (info["trainable"] if method != "full"
-                                                                            else 0) * db["frozen"]
+        weights_total = w_base + (info["trainable"] if method != "full" else P) * db["frozen"]
     grads = T * db["grad"]
     opt_states = optimizer_state_bytes(optimizer, trainable_tensors(c, method, info, kw), db["state"]) if T else 0
     master = T * db["master"]
@@ -148,10 +145,12 @@ def breakdown(c: ArchConfig, method: str = "lora", rank: int = 16, targets="all-
 
     # ---- activations and logits -----------------------------------------------------------------------
     if mode == "inference":
-        kv = 2 * c.n_layers * c.kv_dim * batch * seq * db["compute"]
-        act_terms = {"kv_cache": kv}
-        act = kv + activation_terms(c, method, info, db["compute"], batch, seq, flash, "inference")["peak_extra"]
-        logit = batch * c.vocab_size * db["compute"] * 2  # last position only, + softmax for sampling
+        rows = seq + (method_kw.get("n_tokens", 20) if method == "prefix" else 0)
+        kv = 2 * c.n_layers * c.kv_dim * batch * rows * db["compute"]
+        act_terms = {"kv cache 2*L*(k*d)*b*s": kv,
+                     "prefill working set of one layer": inference_transient(c, db["compute"], batch, seq, flash)}
+        act = sum(act_terms.values())
+        logit = batch * c.vocab_size * (db["compute"] + 4)   # last position only (generate), fp32 for sampling
     else:
         n_virtual = method_kw.get("n_tokens", 20)
         seq_eff = seq + n_virtual if method == "prompt" else seq   # soft tokens are real positions

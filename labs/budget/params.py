@@ -13,6 +13,8 @@ at 8.6e9 instead of 8.03e9): k_proj and v_proj are h x (k*d), not h x h.
 """
 from __future__ import annotations
 
+import functools
+
 from labs.budget.presets import ArchConfig
 
 LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -45,6 +47,11 @@ def layer_params(c: ArchConfig) -> int:
 
 def count_params(c: ArchConfig) -> dict[str, int]:
     """Breakdown and ``total``. ``linear`` = all decoder-layer linear weights (the NF4 part in QLoRA)."""
+    return dict(_count_params(c))
+
+
+@functools.lru_cache(maxsize=256)
+def _count_params(c: ArchConfig) -> dict[str, int]:
     embed = c.vocab_size * c.hidden_size
     lm_head = 0 if c.tied else embed
     layers = c.n_layers * layer_params(c)

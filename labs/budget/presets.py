@@ -19,7 +19,7 @@ Qwen2, ...) goes through ``load_config`` with the same validation.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from labs.params import ParamError
@@ -67,9 +67,7 @@ class ArchConfig:
         return self.n_kv_heads * self.head_dim
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("hf")
-        return d
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "hf"}
 
 
 HF_NAMES = {"n_layers": "num_hidden_layers", "n_heads": "num_attention_heads", "n_kv_heads": "num_key_value_heads",

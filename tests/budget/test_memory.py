@@ -107,3 +107,33 @@ def test_bad_input_names_the_field(kw, field):
     with pytest.raises(BudgetError) as e:
         estimate(**kw)
     assert e.value.field == field
+
+
+def test_inference_kv_cache_per_token_and_gqa():
+    """KV cache per token = 2 * L * (k*d) * bytes: 512 KiB for Llama-2-7B, 128 KiB with Llama-3-8B's GQA."""
+    def kv(model):
+        return estimate(model, "full", mode="inference", seq=4096)["activation_terms"]["kv cache 2*L*(k*d)*b*s"]
+    assert kv("llama-2-7b") == 4096 * 512 * 1024
+    assert kv("llama-3-8b") == 4096 * 128 * 1024
+    r = estimate("llama-2-7b", "full", mode="inference")
+    assert r["memory_bytes"]["gradients"] == r["memory_bytes"]["optimizer"] == 0
+    assert r["memory_bytes"]["weights"] == 2 * r["total_params"]
+    q = estimate("llama-2-7b", "qlora", mode="inference")
+    assert q["memory_bytes"]["weights"] < r["memory_bytes"]["weights"] / 3
+
+
+def test_page_worth_of_estimates_is_fast():
+    """One calculator rerun asks for ~35 estimates (breakdown, 9 methods, 3 x 8 sequence lengths): < 50 ms."""
+    import time
+    estimate()
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        estimate("llama-2-70b", "lora")
+        for m in ("full", "lora", "qlora", "dora", "adalora", "prompt", "prefix", "houlsby", "llama-adapter"):
+            estimate("llama-2-70b", m)
+        for m in ("full", "lora", "qlora"):
+            for s in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768):
+                estimate("llama-2-70b", m, seq=s)
+        best = min(best, time.perf_counter() - t0)
+    assert best < 0.05, f"{best * 1000:.1f} ms"
