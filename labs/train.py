@@ -143,8 +143,8 @@ def train(model, tok, task: Task, cfg: TrainConfig, param_groups=None, on_event=
             hooks.after_backward(step)
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.max_grad_norm)
-        mem = memory_by_category(model, opt)  # grads still present: the step's peak of model states
         opt.step()
+        mem = memory_by_category(model, opt)  # grads not yet cleared, states allocated: the step's peak
         extra = hooks.after_step(step) if hooks.after_step is not None else None
         opt.zero_grad(set_to_none=True)
         elapsed = time.perf_counter() - t_train
