@@ -127,11 +127,33 @@ def answer_metrics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
 
 
 @torch.no_grad()
+def choice_accuracy(model, tok, task: Task, rows: list[Example], batch_size: int = 128, forward=None) -> float:
+    """Accuracy when the model only has to rank the task's possible answers (by total log-prob).
+
+    This is the number that "chance" (1 / number of answers) is comparable to: a model that never
+    says " positive" still picks whichever of " positive"/" negative" it finds likelier.
+    """
+    device = next(model.parameters()).device
+    pairs = [Example(ex.prompt, ans) for ex in rows for ans in task.answers]
+    scores = []
+    for i in range(0, len(pairs), batch_size):
+        batch = encode(tok, pairs[i: i + batch_size], device)
+        logits = forward(batch) if forward else model(input_ids=batch["input_ids"],
+                                                      attention_mask=batch["attention_mask"]).logits
+        nll, _, _ = answer_metrics(logits, batch["labels"])
+        scores.append(-nll)
+    best = torch.cat(scores).view(len(rows), len(task.answers)).argmax(1)          # (N,)
+    truth = torch.tensor([task.answers.index(ex.answer) for ex in rows], device=best.device)
+    return (best == truth).float().mean().item()
+
+
+@torch.no_grad()
 def evaluate(model, tok, task: Task, limit: int | None = None, batch_size: int = 64,
-             forward=None) -> dict[str, float]:
+             forward=None, choices: bool = False) -> dict[str, float]:
     """Eval loss (mean NLL per answer token) and exact-match accuracy on the eval split.
 
     ``forward(batch) -> logits`` lets a method (e.g. prompt tuning) supply its own forward pass.
+    ``choices=True`` adds ``choice_accuracy`` (rank the possible answers; comparable to chance).
     """
     was_training = model.training
     model.eval()
@@ -146,5 +168,8 @@ def evaluate(model, tok, task: Task, limit: int | None = None, batch_size: int =
         nll_sum += nll.sum().item()
         tok_sum += count.sum().item()
         right += correct.sum().item()
+    out = {"eval_loss": nll_sum / max(tok_sum, 1), "eval_accuracy": right / max(len(rows), 1)}
+    if choices:
+        out["choice_accuracy"] = choice_accuracy(model, tok, task, rows, forward=forward)
     model.train(was_training)
-    return {"eval_loss": nll_sum / max(tok_sum, 1), "eval_accuracy": right / max(len(rows), 1)}
+    return out

@@ -102,14 +102,14 @@ def train(model, tok, task: Task, cfg: TrainConfig, param_groups=None, on_event=
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
 
-    def run_eval() -> dict:
+    def run_eval(choices: bool = False) -> dict:
         with autocast:
-            return evaluate(model, tok, task, limit=cfg.eval_limit, forward=hooks.forward)
+            return evaluate(model, tok, task, limit=cfg.eval_limit, forward=hooks.forward, choices=choices)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    base = run_eval()
+    base = run_eval(choices=True)
     emit({"type": "start", "device": str(device), "steps": cfg.steps, "trainable_params": trainable,
           "total_params": total, "config": asdict(cfg), **memory_by_category(model, opt)})
     emit({"type": "eval", "step": 0, **base})
@@ -158,7 +158,7 @@ def train(model, tok, task: Task, cfg: TrainConfig, param_groups=None, on_event=
         history.append({k: v for k, v in event.items() if k != "type"})
         emit(event)
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            ev = run_eval()
+            ev = run_eval(choices=step == cfg.steps)
             model.train()
             evals.append({"step": step, **ev})
             emit({"type": "eval", "step": step, **ev})

@@ -51,3 +51,18 @@ def test_readme_records_corpus_command_time_and_losses():
     for needle in ("python -m labs pretrain", "PSF", f"{RECORD['eval_loss']:.4f}",
                    f"{RECORD['untrained_eval_loss']:.4f}", "training time"):
         assert needle in text
+
+
+def test_pretraining_is_deterministic(tmp_path):
+    """Two short runs of the same command with the same seed write identical weights and tokenizer."""
+    from safetensors.torch import load_file
+
+    from labs.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(steps=2, batch_size=2, eval_windows=4)
+    a = pretrain(cfg, out_dir=tmp_path / "a", log=lambda *_: None)
+    b = pretrain(cfg, out_dir=tmp_path / "b", log=lambda *_: None)
+    assert a["eval_loss"] == b["eval_loss"]
+    wa, wb = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (tmp_path / "a" / "tokenizer.json").read_text() == (tmp_path / "b" / "tokenizer.json").read_text()

@@ -53,3 +53,15 @@ def test_answer_metrics_exact_match():
     assert correct.tolist() == [True, False]
     assert count.tolist() == [2, 1]
     assert nll[0] < 0.01 < nll[1]
+
+
+def test_choice_accuracy_of_the_base_is_near_chance():
+    """Zero-shot, the pretrained base ranks the possible answers about as well as a coin/die."""
+    from labs.tasks import evaluate
+
+    model, tok = load_base()
+    for name in TASKS:
+        task = get_task(name)
+        r = evaluate(model, tok, task, choices=True)
+        assert r["eval_accuracy"] <= 0.2, name                      # never produces the exact answer
+        assert abs(r["choice_accuracy"] - task.chance) < 0.25, (name, r)
