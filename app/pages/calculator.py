@@ -64,7 +64,7 @@ def bar(results: dict[str, dict], title: str) -> go.Figure:
 def sidebar() -> dict:
     with st.sidebar:
         st.header(s("calc.inputs"))
-        model = st.selectbox(s("calc.model"), list(PRESETS), index=0)
+        model = st.selectbox(s("calc.model"), list(PRESETS), index=0, key="calc_model")
         up = st.file_uploader(s("calc.upload"), type=["json"])
         if up is not None:
             data = up.getvalue()
@@ -72,10 +72,10 @@ def sidebar() -> dict:
                 model = parse_config_bytes(data, name=Path(up.name).stem)
             except BudgetError as e:
                 st.error(f"{s('calc.upload_error')}: {e}")
-        method = st.selectbox(s("calc.method"), METHODS, index=1)
+        method = st.selectbox(s("calc.method"), METHODS, index=1, key="calc_method")
         kw = {"method": method, "model": model}
         if method in ("lora", "qlora", "dora", "adalora"):
-            kw["rank"] = int(st.number_input(s("calc.rank"), min_value=1, max_value=4096, value=16))
+            kw["rank"] = int(st.number_input(s("calc.rank"), min_value=1, max_value=4096, value=16, key="calc_rank"))
             tg = st.multiselect(s("calc.targets"), LINEAR_NAMES, default=list(LINEAR_NAMES))
             kw["targets"] = "all-linear" if set(tg) == set(LINEAR_NAMES) else ",".join(tg)
         if method in ("prompt", "prefix"):
@@ -87,7 +87,7 @@ def sidebar() -> dict:
         kw["checkpointing"] = st.selectbox(s("calc.ckpt"), ("full", "none"))
         kw["flash"] = st.toggle(s("calc.flash"), value=True)
         kw["batch"] = int(st.number_input(s("calc.batch"), min_value=1, max_value=4096, value=1))
-        kw["seq"] = int(st.number_input(s("calc.seq"), min_value=1, max_value=1 << 20, value=512, step=256))
+        kw["seq"] = int(st.number_input(s("calc.seq"), min_value=1, max_value=1 << 20, value=512, step=256, key="calc_seq"))
         kw["gpus"] = int(st.number_input(s("calc.gpus"), min_value=1, max_value=4096, value=1))
         kw["zero"] = st.selectbox(s("calc.zero"), (0, 1, 2, 3), index=0)
         kw["offload"] = st.checkbox(s("calc.offload"))

@@ -39,8 +39,8 @@ st.markdown(g("intro"))
 
 with st.form("wizard"):
     c1, c2 = st.columns(2)
-    gpu_gb = c1.selectbox(g("q", "gpu"), CARD_SIZES_GB, index=0)
-    model = c2.selectbox(g("q", "model"), MAIN_PRESETS, index=0)
+    gpu_gb = c1.selectbox(g("q", "gpu"), CARD_SIZES_GB, index=0, key="dg_gpu")
+    model = c2.selectbox(g("q", "model"), MAIN_PRESETS, index=0, key="dg_model")
     task = c1.selectbox(g("q", "task"), TASKS, format_func=lambda k: g("choices", "task", k))
     n_tasks = c2.selectbox(g("q", "n_tasks"), N_TASKS, format_func=lambda k: g("choices", "n_tasks", k))
     data = c1.selectbox(g("q", "data"), DATA, index=1, format_func=lambda k: g("choices", "data", k))

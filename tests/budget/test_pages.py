@@ -26,14 +26,33 @@ def test_calculator_renders_numbers():
 def test_calculator_reacts_to_method_and_shows_errors_not_tracebacks():
     at = _calc()
     before = [m.value for m in at.metric]
-    at.sidebar.selectbox[1].set_value("full").run()
+    at.selectbox(key="calc_method").set_value("full").run()
     assert not at.exception
     assert [m.value for m in at.metric] != before
-    at.sidebar.selectbox[1].set_value("lora").run()
-    at.sidebar.number_input[0].set_value(4096).run()               # rank 4096 fits q_proj but ...
-    at.sidebar.selectbox[0].set_value("llama-3-8b").run()          # ... not k_proj (1024 x 4096) of Llama-3
+    at.selectbox(key="calc_method").set_value("lora").run()
+    at.number_input(key="calc_rank").set_value(4096).run()               # rank 4096 fits q_proj but ...
+    at.selectbox(key="calc_model").set_value("llama-3-8b").run()          # ... not k_proj (1024 x 4096) of Llama-3
     assert not at.exception
     assert any("rank" in e.value for e in at.error)
+
+
+def test_trace_button_shows_formula_next_to_trace():
+    at = _calc()
+    at.selectbox(key="calc_model").set_value("qwen2.5-0.5b")
+    at.number_input(key="calc_seq").set_value(64)
+    at.run()
+    at.button[0].click().run(timeout=120)
+    assert not at.exception
+    table = at.dataframe[-1].value
+    states = table.loc["model states"]
+    assert states.iloc[0] == pytest.approx(states.iloc[1], rel=0.02)   # formula vs traced, GB
+
+
+def test_trace_button_on_untraceable_method_explains():
+    at = _calc()
+    at.selectbox(key="calc_method").set_value("prefix").run()
+    at.button[0].click().run()
+    assert not at.exception and len(at.info) == 1
 
 
 def test_decision_guide_renders_and_recommends():
@@ -61,3 +80,21 @@ def test_recommend_bad_input():
     with pytest.raises(BudgetError) as e:
         recommend(24, "llama-2-7b", task="poetry")
     assert e.value.field == "task"
+
+
+@pytest.mark.parametrize("page", ["calculator.py", "decision_guide.py"])
+def test_pages_in_chinese(page):
+    at = AppTest.from_file(str(PAGES / page), default_timeout=60)
+    at.session_state["lang"] = "zh"
+    at.run()
+    assert not at.exception
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in at.title[0].value)
+
+
+def test_decision_guide_wizard_changes_recommendation():
+    at = AppTest.from_file(str(PAGES / "decision_guide.py"), default_timeout=60)
+    at.run()
+    at.selectbox(key="dg_model").set_value("llama-2-70b")        # 70B on a 24 GB card: QLoRA, and it says it won't fit
+    at.button[0].click().run()
+    assert not at.exception
+    assert "QLORA" in at.success[0].value
