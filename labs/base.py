@@ -25,6 +25,36 @@ def model_dir(path: str | os.PathLike | None = None) -> Path:
     return chosen
 
 
+def models_root() -> Path | None:
+    """The folder learners may pick models from in the app (``PEFTLAB_MODELS_DIR``), if configured."""
+    root = os.environ.get("PEFTLAB_MODELS_DIR")
+    return Path(root).expanduser().resolve() if root else None
+
+
+def user_model_dir(name: str) -> Path:
+    """A model folder chosen by a learner (a page widget, a query string): confined to PEFTLAB_MODELS_DIR.
+
+    ``name`` is a sub-folder name. Absolute paths, ``..`` and symlinks that lead outside the root
+    are refused, so a page can never be used to read an arbitrary folder of the server.
+    """
+    root = models_root()
+    if root is None:
+        raise PermissionError("model path: choosing a model folder is disabled; set PEFTLAB_MODELS_DIR on the "
+                              "server to a folder of Hugging Face models to enable it")
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise PermissionError(f"model path = {name!r} is not allowed: give a folder name inside "
+                              f"PEFTLAB_MODELS_DIR ({root}), without '..' or a leading '/'")
+    candidate = root / name
+    if any(p.is_symlink() for p in [candidate, *candidate.parents] if root in p.parents or p == candidate):
+        target = candidate.resolve()
+        if root != target and root not in target.parents:
+            raise PermissionError(f"model path = {name!r} is a link leading outside PEFTLAB_MODELS_DIR: refused")
+    resolved = candidate.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise PermissionError(f"model path = {name!r} resolves outside PEFTLAB_MODELS_DIR: refused")
+    return model_dir(resolved)
+
+
 def load_base(path: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
               device: str | torch.device | None = None):
     """(model, tokenizer) in eval mode; fp32 unless ``dtype`` says otherwise. Never touches a hub."""
