@@ -21,6 +21,7 @@ so the peak is L*h + one layer's saved set + backward temporaries, or the loss b
 from __future__ import annotations
 
 from labs.budget.methods import LORA_LIKE
+from labs.budget.params import linear_shapes
 from labs.budget.presets import ArchConfig
 
 FP32 = 4
@@ -115,8 +116,10 @@ def activation_terms(c: ArchConfig, method: str, info: dict, p: int, b: int, s: 
     common = saved + rope_tables(c, p, b, s)
     phase_a = common + final_norm_saved(c, method, p, b, s) + grad_residual(c, b, s)
     recompute = layer if checkpointing == "full" else 0
-    phase_b = common + recompute + layer_backward_transient(c, p, b, s, flash) - (logits_bytes(c, b, s, p)
-                                                                                  - p * b * s * c.vocab_size)
+    # QLoRA: backward through a 4-bit linear dequantizes its weight to the compute dtype first (one at a time)
+    dequant = p * max(o * i for o, i in linear_shapes(c).values()) if method == "qlora" else 0
+    phase_b = common + recompute + layer_backward_transient(c, p, b, s, flash) + dequant \
+        - (logits_bytes(c, b, s, p) - p * b * s * c.vocab_size)
     name = "layer inputs, L*h (checkpointed)" if checkpointing == "full" else f"saved per layer x L"
     terms = {name: saved, "rope cos/sin": rope_tables(c, p, b, s)}
     if phase_a >= phase_b:
@@ -127,6 +130,8 @@ def activation_terms(c: ArchConfig, method: str, info: dict, p: int, b: int, s: 
         if recompute:
             terms["one layer recomputed"] = recompute
         terms["layer backward transient"] = layer_backward_transient(c, p, b, s, flash)
+        if dequant:
+            terms["dequantized NF4 weight (largest linear)"] = dequant
         terms["logits fp32 buffers freed"] = -(logits_bytes(c, b, s, p) - p * b * s * c.vocab_size)
         where = "last layer backward"
     return {"terms": terms, "per_layer": per, "peak": max(phase_a, phase_b), "phase": where}
