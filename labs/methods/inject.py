@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from typing import Callable, Iterable, Union
 
-import torch
 from torch import nn
 
 TargetSpec = Union[str, Iterable[str]]
@@ -123,20 +122,14 @@ def compact_targets(all_linears: list[str], names: list[str]) -> list[str]:
     return out
 
 
-def _numel(p: torch.Tensor) -> int:
-    """Logical parameter count; packed 4-bit storage reports its unpacked count via `logical_numel`."""
-    return int(getattr(p, "logical_numel", p.numel()))
-
-
 def trainable_report(model: nn.Module) -> dict:
     """{"trainable": int, "total": int, "percent": float}: same counting as peft's `get_nb_trainable_parameters`
-    (every parameter once; total includes the adapter itself)."""
+    (every parameter once; the total includes the adapter; a 4-bit weight counts its out·in logical weights,
+    as peft counts bitsandbytes' Params4bit)."""
     trainable = total = 0
     for p in model.parameters():
-        n = _numel(p)
-        total += n
+        total += p.numel()
         if p.requires_grad:
-            trainable += n
-    extra = int(getattr(model, "_frozen_logical_params", 0))  # e.g. packed NF4 weights held as buffers
-    total += extra
+            trainable += p.numel()
+    total += sum(int(getattr(m, "logical_numel", 0)) for m in model.modules())   # packed weights held as buffers
     return {"trainable": trainable, "total": total, "percent": 100.0 * trainable / max(total, 1)}

@@ -23,6 +23,7 @@ Public API (names follow PEFT so the code transfers):
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Union
@@ -99,7 +100,7 @@ class LoraLinear(nn.Module):
         self.dropout_p = float(cfg.lora_dropout)
         self.lora_dropout = nn.Dropout(cfg.lora_dropout) if cfg.lora_dropout > 0 else nn.Identity()
         dtype = self.compute_dtype()
-        device = next(base_layer.parameters(), torch.empty(0)).device
+        device = next(itertools.chain(base_layer.parameters(), base_layer.buffers())).device
         self.lora_A = nn.Linear(self.in_features, cfg.r, bias=False, dtype=dtype, device=device)   # (r, in)
         self.lora_B = nn.Linear(cfg.r, self.out_features, bias=False, dtype=dtype, device=device)  # (out, r)
         init_lora_weights(self.lora_A.weight, self.lora_B.weight, cfg.init)
