@@ -20,18 +20,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kernels.linear4bit import linear_4bit
 from kernels.nf4 import NF4Tensor, dequantize_4bit, quantize_4bit
 from labs.methods import inject, lora
 
 _STATE = ("packed", "absmax", "qabsmax", "absmax_scale", "absmax_offset")
-
-
-def _linear_4bit(x, q: NF4Tensor, bias):
-    try:
-        from kernels.linear4bit import linear_4bit
-    except ImportError:  # TEMPORARY until kernels/linear4bit.py lands: same math, autograd does the backward
-        return torch.nn.functional.linear(x, dequantize_4bit(q, x.dtype), bias)
-    return linear_4bit(x, q, bias)
 
 
 class Linear4bit(nn.Module):
@@ -58,7 +51,7 @@ class Linear4bit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.bias.to(x.dtype) if self.bias is not None else None
-        return _linear_4bit(x, self.q, bias)
+        return linear_4bit(x, self.q, bias)
 
     def extra_repr(self) -> str:
         q = self.q
