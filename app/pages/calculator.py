@@ -155,7 +155,10 @@ with st.expander(s("calc.seed")):
 
 with st.expander(s("calc.assumptions")):
     st.markdown("\n".join(f"- {a}" for a in r["assumptions"]))
+    st.markdown(f"**{s('calc.act_terms')}** — peak at: {r['activation_peak_phase']}")
     st.json(r["activation_terms"])
+    st.markdown("**per layer (bytes)**")
+    st.json(r["activation_per_layer"])
 
 if st.button(s("calc.trace_btn")):
     from labs.budget.trace import TRACEABLE

@@ -85,11 +85,12 @@ def trainable_tensors(c: ArchConfig, method: str, info: dict, kw: dict) -> list[
 
 
 def quant_constant_bytes(n_quantized: int, blocksize: int, double_quant: bool) -> float:
-    """NF4 absmax bytes: fp32 per block, or (double quant) 8-bit per block + fp32 per 256 blocks."""
+    """NF4 absmax bytes of ONE tensor: fp32 per block, or (double quant) 8-bit per block + fp32 per 256
+    blocks + one fp32 offset (the mean subtracted before the second quantization)."""
     blocks = math.ceil(n_quantized / blocksize)
     if not double_quant:
         return 4 * blocks
-    return blocks + 4 * math.ceil(blocks / 256)
+    return blocks + 4 * math.ceil(blocks / 256) + 4
 
 
 def breakdown(c: ArchConfig, method: str = "lora", rank: int = 16, targets="all-linear", precision="bf16-mixed",
@@ -150,12 +151,14 @@ def breakdown(c: ArchConfig, method: str = "lora", rank: int = 16, targets="all-
         act_terms = {"kv cache 2*L*(k*d)*b*s": kv,
                      "prefill working set of one layer": inference_transient(c, db["compute"], batch, seq, flash)}
         act = sum(act_terms.values())
+        per_layer, phase = {}, "prefill"
         logit = batch * c.vocab_size * (db["compute"] + 4)   # last position only (generate), fp32 for sampling
     else:
         n_virtual = method_kw.get("n_tokens", 20)
         seq_eff = seq + n_virtual if method == "prompt" else seq   # soft tokens are real positions
         at = activation_terms(c, method, info, db["compute"], batch, seq_eff, flash, checkpointing)
         act_terms, act = dict(at["terms"]), at["peak"]
+        per_layer, phase = at["per_layer"], at["phase"]
         if method in ("prefix", "llama-adapter"):                   # per-layer K/V (or prompt) rows, per sample
             rows = n_virtual if method == "prefix" else method_kw.get("adapter_len", 10)
             extra = c.n_layers * 2 * rows * c.kv_dim * batch * db["compute"]
@@ -170,4 +173,5 @@ def breakdown(c: ArchConfig, method: str = "lora", rank: int = 16, targets="all-
     mem = {k: int(round(v)) for k, v in mem.items()}
     return {"memory_bytes": mem, "cpu_offload_bytes": int(cpu_bytes), "total_params": P, "trainable_params": T
             if mode == "train" else info["trainable"], "trainable_info": info, "activation_terms": act_terms,
+            "activation_per_layer": per_layer, "activation_peak_phase": phase,
             "bytes_per_element": db}

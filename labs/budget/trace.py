@@ -77,6 +77,7 @@ class NF4Linear(nn.Module):
         self.register_buffer("packed", torch.zeros(n // 2, dtype=torch.uint8))
         self.register_buffer("absmax_q", torch.zeros(blocks, dtype=torch.uint8))
         self.register_buffer("absmax_2", torch.zeros(-(-blocks // 256), dtype=torch.float32))
+        self.register_buffer("absmax_offset", torch.zeros((), dtype=torch.float32))
 
     def forward(self, x):
         return _NF4Matmul.apply(x, self)
