@@ -1,4 +1,206 @@
-"""Concept page: adapters. Text from content/pages/adapters/; the live lab lands with issue 6."""
-from app.ui import concept_page_without_lab
+"""Concept page: adapters (Houlsby bottleneck adapters, LLaMA-Adapter).
 
-concept_page_without_lab("adapters", "page.adapters", issue=6)
+why → math → instant picture (Houlsby: parameters and the extra sequential steps per layer; LLaMA-Adapter:
+one query's attention split between tokens and gated prompts, computed with the bundled model's real top
+layer) → lab (Houlsby vs LLaMA-Adapter vs LoRA, trained live) → what you should have seen → interview → cards.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from app.i18n import lang, t  # noqa: E402
+from app.labview import lab_panel  # noqa: E402
+from app.ui import concept_section  # noqa: E402
+from labs.experiments.adapters import SERIES, formula  # noqa: E402
+from labs.experiments.inference_cost import model_configs  # noqa: E402
+
+PAGE, LAB = "adapters", "adapters"
+BASE_OPS = ["RMSNorm", "attention", "+ residual", "RMSNorm", "MLP", "+ residual"]
+HOULSBY_OPS = ["RMSNorm", "attention", "down d→m", "f", "up m→d", "+ skip", "+ residual", "RMSNorm", "MLP",
+               "down d→m", "f", "up m→d", "+ skip", "+ residual"]
+
+
+def _timeline() -> go.Figure:
+    """The sequential steps one token takes through a layer, with and without Houlsby's two adapters."""
+    fig = go.Figure()
+    for row, ops in ((t("ad.tl_base"), BASE_OPS), (t("ad.tl_houlsby"), HOULSBY_OPS)):
+        for i, op in enumerate(ops):
+            extra = op.startswith(("down", "up", "f", "+ skip"))
+            fig.add_bar(x=[1], y=[row], base=[i], orientation="h", text=op, textposition="inside",
+                        marker_color="#e6550d" if extra else "#9ecae1", showlegend=False, hoverinfo="text")
+    fig.update_layout(barmode="overlay", height=170, margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis_title=t("ad.tl_axis"))
+    return fig
+
+
+@st.cache_resource(show_spinner=False)
+def _bundled():
+    from labs.base import load_base
+
+    return load_base()
+
+
+def gated_attention(K: int, gate: float, seed: int, text: str):
+    """One query (the last token) of the bundled model's top layer: attention on the tokens (softmax, sums to 1)
+    and on K random prompts (g · its own softmax, sums to g), and the relative size of the prompts' output."""
+    import math
+
+    import torch
+
+    from labs.methods.adapters import _rotate_half
+
+    model, tok = _bundled()
+    ids = tok(text, return_tensors="pt")["input_ids"]                                 # (1, T)
+    attn = model.model.layers[-1].self_attn
+    with torch.no_grad():
+        h = model(input_ids=ids, output_hidden_states=True).hidden_states[-2]           # input of the top layer
+        x = model.model.layers[-1].input_layernorm(h)                                  # (1, T, d)
+        T, hd, H = ids.shape[1], attn.head_dim, model.config.num_attention_heads
+        cos, sin = model.model.rotary_emb(x, torch.arange(T).unsqueeze(0))
+        rope = lambda z: z * cos.unsqueeze(1) + _rotate_half(z) * sin.unsqueeze(1)  # noqa: E731
+        q = rope(attn.q_proj(x).view(1, T, H, hd).transpose(1, 2))[:, :, -1:]          # (1, H, 1, hd)
+        k = rope(attn.k_proj(x).view(1, T, -1, hd).transpose(1, 2))                     # (1, kvh, T, hd)
+        v = attn.v_proj(x).view(1, T, -1, hd).transpose(1, 2)
+        P = torch.randn(1, K, model.config.hidden_size, generator=torch.Generator().manual_seed(seed))
+        kp = attn.k_proj(P).view(1, K, -1, hd).transpose(1, 2)                          # no RoPE on prompts
+        vp = attn.v_proj(P).view(1, K, -1, hd).transpose(1, 2)
+        rep = H // k.shape[1]
+        k, v, kp, vp = (z.repeat_interleave(rep, dim=1) for z in (k, v, kp, vp))
+        px = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(hd), -1)                   # (1, H, 1, T)
+        pp = gate * torch.softmax(q @ kp.transpose(2, 3) / math.sqrt(hd), -1)           # (1, H, 1, K)
+        out_x = attn.o_proj((px @ v).transpose(1, 2).reshape(1, 1, -1))
+        out_p = attn.o_proj((pp @ vp).transpose(1, 2).reshape(1, 1, -1))
+    tokens = [tok.decode([i]) for i in ids[0].tolist()]
+    return (tokens, px.mean(1)[0, 0].tolist(), pp.mean(1)[0, 0].tolist(),
+            float(out_p.norm() / out_x.norm()))
+
+
+def picture() -> None:
+    configs = model_configs()
+    c1, c2 = st.columns(2)
+    with c1:
+        name = st.selectbox(t("ad.model"), list(configs), key="ad.model")
+        design = st.radio(t("ad.design"), ("houlsby", "llama-adapter"), format_func=SERIES.get, horizontal=True,
+                          key="ad.design")
+    cfg = configs[name]
+    L, d = cfg.num_hidden_layers, cfg.hidden_size
+    left, right = st.columns([3, 2])
+    with left:
+        if design == "houlsby":
+            m = c2.slider(t("ad.m"), 1, 1024, 64 if d >= 1024 else 16, key="ad.m")
+            f = formula("houlsby", cfg, {"bottleneck": m})
+            a, b, c = st.columns(3)
+            a.metric(t("ad.houlsby_params"), f"{f['adapters']:,}", help=f["text"])
+            b.metric(t("ad.approx"), f"{f['approx']:,}")
+            c.metric(t("ad.norms"), f"{f['norms']:,}")
+            if m >= d:
+                st.warning(t("ad.not_bottleneck", m=m, d=d))
+            st.plotly_chart(_timeline(), key="ad.timeline")
+            st.caption(t("ad.tl_caption", L=L, extra=8 * L))
+        else:
+            La = c2.slider(t("ad.layers"), 1, L, min(L, 30 if L >= 30 else 2), key="ad.layers")
+            K = c2.slider(t("ad.K"), 1, 64, 10, key="ad.K")
+            gate = st.slider(t("ad.gate"), 0.0, 1.0, 0.0, 0.05, key="ad.gate")
+            f = formula("llama-adapter", cfg, {"adapter_layers": La, "adapter_len": K})
+            a, b = st.columns(2)
+            a.metric(t("ad.llama_params"), f"{f['value']:,}", help=f["text"])
+            b.metric(t("ad.gates"), f"{f['gates']}")
+            try:
+                tokens, px, pp, ratio = gated_attention(K, gate, seed=0, text=t("ad.sentence"))
+            except FileNotFoundError as err:
+                st.info(t("ad.no_model", error=str(err)))
+                return
+            fig = go.Figure()
+            fig.add_bar(x=[f"{i}:{s!r}" for i, s in enumerate(tokens)], y=px, name=t("ad.tokens"),
+                        marker_color="#3182bd")
+            fig.add_bar(x=[f"P{i + 1}" for i in range(K)], y=pp, name=t("ad.prompts"), marker_color="#e6550d")
+            fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis_title=t("ad.attn_axis"),
+                              legend=dict(orientation="h", y=1.1))
+            st.plotly_chart(fig, key="ad.attn")
+            st.caption(t("ad.attn_caption", tokens=f"{sum(px):.3f}", prompts=f"{sum(pp):.3f}",
+                         ratio=f"{100 * ratio:.1f}%"))
+    with right:
+        concept_section(PAGE, "picture", header=False)
+
+
+def render_result(run) -> None:
+    r = run.result or {}
+    variants = r.get("variants", {})
+    if not variants:
+        st.info(t("ad.no_result"))
+        return
+    base_loss = r.get("base", {}).get("eval_loss")
+    st.markdown(t("ad.result_params"))
+    st.dataframe(pd.DataFrame([{
+        t("ad.col_method"): v["series"], t("ad.col_trainable"): v["trainable_params"],
+        t("ad.col_formula"): v.get("formula", {}).get("text", ""), t("ad.col_formula_value"): v.get("formula", {}).get("value"),
+        t("ad.col_step0_loss"): v["base"]["eval_loss"], t("ad.col_step0_delta"): f"{v['step0_loss_change']:+.2e}",
+        t("ad.col_final"): v["final"]["eval_accuracy"], t("ad.col_loss"): v["final"]["eval_loss"],
+        t("ad.col_s_step"): v["seconds_per_step"]} for v in variants.values()]),
+        hide_index=True, use_container_width=True)
+    if base_loss is not None:
+        st.caption(t("ad.base_line", loss=f"{base_loss:.4f}", acc=f"{r['base']['eval_accuracy']:.3f}",
+                     chance=f"{r.get('chance', 0):.3f}"))
+    gates = r.get("gates") or []
+    if gates:
+        fig = go.Figure()
+        for j in range(len(gates[0])):
+            fig.add_scatter(x=list(range(len(gates))), y=[g[j] for g in gates], mode="lines",
+                            name=t("ad.gate_layer", layer=r.get("layers", 0) - len(gates[0]) + j + 1))
+        fig.update_layout(height=300, xaxis_title=t("lab.step"), yaxis_title=t("ad.gate_axis"),
+                          margin=dict(l=10, r=10, t=30, b=10))
+        st.markdown(t("ad.result_gates"))
+        st.plotly_chart(fig, key=f"ad.gates.{run.id}")
+    latency = r.get("latency", {})
+    if latency:
+        st.markdown(t("ad.result_latency"))
+        fig = go.Figure()
+        rows = []
+        for batch, lat in latency.items():
+            names = list(lat)
+            fig.add_bar(x=[SERIES.get(k, t("ad.base")) for k in names], y=[lat[k]["ms_per_token"] for k in names],
+                        name=t("ad.batch", batch=batch))
+            for k, v in lat.items():
+                over_lora = v.get("overhead_vs_lora")
+                rows.append({t("ad.col_batch"): int(batch), t("ad.col_method"): SERIES.get(k, t("ad.base")),
+                             t("ad.ms_per_token"): v["ms_per_token"],
+                             t("ad.col_over_base"): f"{100 * v['overhead_vs_base']:+.1f}%",
+                             t("ad.col_over_lora"): "—" if over_lora is None else f"{100 * over_lora:+.1f}%"})
+        fig.update_layout(barmode="group", height=300, yaxis_title=t("ad.ms_per_token"),
+                          margin=dict(l=10, r=10, t=30, b=10))
+        st.plotly_chart(fig, key=f"ad.lat.{run.id}")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+
+
+def card_links() -> None:
+    try:
+        from app.study.cards import load_deck
+
+        cards = [c for c in load_deck().cards.values() if c.topic == PAGE]
+    except (OSError, ValueError) as err:
+        st.warning(t("ad.cards_unavailable", error=str(err)))
+        return
+    lg = lang()
+    st.subheader(t("ad.cards"))
+    st.markdown("\n".join(f"- [{c.id}](/flashcards?card={c.id}) — {c.q(lg)}" for c in cards[:12]))
+
+
+st.title(t("page.adapters"))
+concept_section(PAGE, "why")
+concept_section(PAGE, "math")
+st.subheader(t("concept.section.picture"))
+picture()
+concept_section(PAGE, "lab")
+lab_panel(LAB, render_result=render_result)
+concept_section(PAGE, "seen")
+concept_section(PAGE, "interview")
+card_links()
