@@ -57,4 +57,4 @@ def build_navigation() -> dict:
 with st.sidebar:
     language_switch()
 
-st.navigation(build_navigation()).run()
+st.navigation(build_navigation(), expanded=True).run()
