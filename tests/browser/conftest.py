@@ -60,6 +60,8 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists():
+        if os.environ.get("PEFTLAB_REQUIRE_BROWSER"):
+            pytest.fail(f"no Chromium at {CHROMIUM}, and PEFTLAB_REQUIRE_BROWSER is set (CI must run these)")
         pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium (CI does) to run the browser tests")
     from playwright.sync_api import sync_playwright
 
