@@ -15,7 +15,7 @@
 Every `apply` freezes the base, adds the method's parameters and sets `model.peft_lab_config`
 ({"method": name, ...arguments}) so `labs.methods.io.save` / `load` can round-trip it.
 Training loops call `on_step_end(model, global_step)` after `optimizer.step()` (AdaLoRA prunes there;
-a no-op for every other method).
+a no-op for every other method), or pass `labs.train.Hooks(**hooks_for(model))`.
 """
 from __future__ import annotations
 
@@ -72,6 +72,20 @@ def on_step_end(model: nn.Module, global_step: int) -> dict | None:
     returns its {"budget", "ranks"} then, None for every other method."""
     controller = getattr(model, "adalora_controller", None)
     return controller.step(model, global_step) if controller is not None else None
+
+
+def hooks_for(model: nn.Module) -> dict:
+    """Keyword arguments for `labs.train.Hooks`: what a method needs from the training loop.
+    AdaLoRA: `extra_loss` (orth_reg_weight · R, eq. 4) and `after_step` (importance update + rank masking,
+    returns {"budget", "ranks"} for the step event). Every other method needs nothing: {}."""
+    controller = getattr(model, "adalora_controller", None)
+    if controller is None:
+        return {}
+    from labs.methods.adalora import orth_regularizer
+
+    weight = controller.cfg.orth_reg_weight
+    return {"extra_loss": lambda m: weight * orth_regularizer(controller.layers),
+            "after_step": lambda step: controller.step(model, step)}
 
 
 def trainable_report(model: nn.Module) -> dict:

@@ -86,9 +86,6 @@ class SVDLinear(nn.Module):
     def factor(self) -> float:
         return self.scaling / (self.ranknum + 1e-5)   # PEFT's +1e-5, kept for identical numbers
 
-    def rank(self) -> int:
-        return int((self.lora_E != 0).sum().item())
-
     def delta_weight(self) -> torch.Tensor:
         return self.lora_B @ (self.lora_A * self.lora_E) * self.factor()                # (out, in)
 
@@ -176,6 +173,8 @@ class RankAllocator:
 
     @torch.no_grad()
     def mask_to_budget(self, budget: int) -> dict[str, list[bool]]:
+        if not self.exp_avg_ipt:        # no statistics yet (PEFT would raise a KeyError here): take this step's
+            self.update_ipt()
         scores = self.triplet_scores()
         k = self.init_bgt - budget
         if k <= 0:
@@ -194,6 +193,12 @@ class RankAllocator:
             keep = torch.tensor(self.rank_pattern[name], device=m.lora_E.device).view(-1, 1)
             m.lora_E.masked_fill_(~keep, 0.0)
 
+    def ranks(self) -> dict[str, int]:
+        """Kept triplets per module: r_init before the first masking, then the size of the kept set."""
+        if self.rank_pattern is None:
+            return {n: m.r for n, m in self.layers.items()}
+        return {n: int(sum(keep)) for n, keep in self.rank_pattern.items()}
+
     def step(self, model: nn.Module, global_step: int) -> dict:
         """PEFT's `AdaLoraModel.update_and_allocate`, call after optimizer.step(), before zero_grad()."""
         c = self.cfg
@@ -208,7 +213,7 @@ class RankAllocator:
             self.reset_ipt()
         elif self.rank_pattern is not None:
             self.apply_pattern()
-        record = {"step": global_step, "budget": budget, "ranks": {n: m.rank() for n, m in self.layers.items()}}
+        record = {"step": global_step, "budget": budget, "ranks": self.ranks()}
         self.history.append(record)
         return record
 
