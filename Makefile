@@ -26,7 +26,7 @@ run: $(VENV)/.runtime
 	$(BIN)/streamlit run app/main.py --server.address $(HOST) --server.port $(PORT)
 
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --timeout=900 tests
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
