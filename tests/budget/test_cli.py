@@ -44,3 +44,25 @@ def test_standalone_module_runs():
                         "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["total_params"] == 7_615_616_512
+
+
+def test_measure_without_cuda_is_a_clear_error(capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: --measure would run")
+    assert main(["--model", "qwen2.5-0.5b", "--measure", "--json"]) == 2
+    assert "--measure" in capsys.readouterr().err
+
+
+def test_config_json_path(tmp_path, capsys):
+    cfg = {"model_type": "llama", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 160,
+           "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    assert main(["--model", str(path), "--method", "full", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    h, V, I, L, kd = 64, 1000, 160, 2, 32
+    assert out["total_params"] == 2 * V * h + L * (2 * h * h + 2 * h * kd + 3 * h * I + 2 * h) + h
+    path.write_text("{broken")
+    assert main(["--model", str(path), "--json"]) == 2
+    assert "--config" in capsys.readouterr().err
