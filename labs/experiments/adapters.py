@@ -51,6 +51,7 @@ PARAMS = [
     Param("latency_batch", "int", 16, lo=2, hi=64, gpu_hi=256, help="the larger batch of the latency test"),
     Param("new_tokens", "int", 16, lo=1, hi=128, help="tokens generated per latency measurement"),
     Param("latency_repeats", "int", 5, lo=1, hi=50, help="generations per method and batch (median taken)"),
+    Param("eval_limit", "int", 0, lo=0, hi=100000, help="eval examples per evaluation (0 = the whole eval split)"),
     Param("seed", "int", 0, lo=0, hi=2**31 - 1, help="random seed"),
 ]
 
@@ -97,7 +98,7 @@ def run(p: dict, ctx: Context) -> dict:
     if p["llama_adapter"] and p["adapter_layers"] > n_layers:
         raise ParamError("adapter_layers", f"adapter_layers = {p['adapter_layers']} is out of range: "
                                            f"allowed 1..{n_layers} (this model's layer count)")
-    base_eval = evaluate(base, tok, task)
+    base_eval = evaluate(base, tok, task, limit=p["eval_limit"] or None)
     device = pick_device(ctx.device)
     emitter = SeriesEmitter(ctx.emit, len(chosen), share=0.8)
     variants, models, gate_track = {}, {}, []
@@ -113,7 +114,7 @@ def run(p: dict, ctx: Context) -> dict:
                 return {"gates": values}
             hooks = Hooks(after_step=after_step)
         cfg = TrainConfig(steps=p["steps"], batch_size=p["batch_size"], lr=lr, eval_every=p["eval_every"],
-                          seed=p["seed"], device=ctx.device)
+                          seed=p["seed"], device=ctx.device, eval_limit=p["eval_limit"] or None)
         res = train(model, tok, task, cfg, on_event=emitter.part(i, SERIES[method]), should_stop=ctx.should_stop,
                     hooks=hooks)
         model.eval()

@@ -52,6 +52,7 @@ PARAMS = [
     Param("eval_every", "int", 50, lo=1, hi=1000, help="steps between evals"),
     Param("new_tokens", "int", 16, lo=1, hi=128, help="tokens generated per latency measurement"),
     Param("latency_repeats", "int", 5, lo=1, hi=50, help="generations per method (median taken)"),
+    Param("eval_limit", "int", 0, lo=0, hi=100000, help="eval examples per evaluation (0 = the whole eval split)"),
     Param("seed", "int", 0, lo=0, hi=2**31 - 1, help="random seed"),
 ]
 
@@ -167,7 +168,7 @@ def run(p: dict, ctx: Context) -> dict:
     task = get_task(p["task"])
     base, tok = load_base()
     g = geometry(base.config)
-    base_eval = evaluate(base, tok, task)
+    base_eval = evaluate(base, tok, task, limit=p["eval_limit"] or None)
     device = pick_device(ctx.device)
     emitter = SeriesEmitter(ctx.emit, len(chosen), share=0.85)
     variants, models = {}, {}
@@ -179,7 +180,7 @@ def run(p: dict, ctx: Context) -> dict:
             model = build(method, base, tok, task, p)
             lr = p["lr"]
         cfg = TrainConfig(steps=p["steps"], batch_size=p["batch_size"], lr=lr, eval_every=p["eval_every"],
-                          seed=p["seed"], device=ctx.device)
+                          seed=p["seed"], device=ctx.device, eval_limit=p["eval_limit"] or None)
         res = train(model, tok, task, cfg, on_event=emitter.part(i, SERIES[method]), should_stop=ctx.should_stop)
         model.eval()
         entry = {"series": SERIES[method], "trainable_params": res["trainable_params"], "base": res["base"],

@@ -1,0 +1,91 @@
+"""The adapters page: the instant picture's widgets (Houlsby counter, LLaMA-Adapter gate on real weights),
+starting the lab, and drawing a stored finished run."""
+import functools
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from labs import jobs
+
+PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "adapters.py")
+TINY = {"steps": 2, "eval_every": 2, "eval_limit": 8, "batch_size": 2, "bottleneck": 2, "adapter_layers": 1,
+        "adapter_len": 2, "lora_r": 1, "latency_batch": 2, "new_tokens": 1, "latency_repeats": 1}
+
+
+@pytest.fixture()
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def page(lang="en") -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["lang"] = lang
+    return at
+
+
+def metric(at, prefix: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(prefix))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_renders_in_both_languages(data_dir, lang):
+    at = page(lang).run()
+    assert not at.exception, at.exception
+    assert not at.error
+    assert any("flashcards?card=" in m.value for m in at.markdown)
+
+
+def test_houlsby_counter_follows_the_formula(data_dir):
+    at = page().run()
+    at.selectbox(key="ad.model").set_value("llama-2-7b")
+    at.slider(key="ad.m").set_value(64)
+    at.run()
+    assert not at.exception, at.exception
+    assert metric(at, "approximation") == "33,554,432"             # 4 · 32 · 4096 · 64, the math section's example
+    assert metric(at, "adapter parameters") == f"{32 * (4 * 4096 * 64 + 2 * 4096 + 2 * 64):,}"
+
+
+def test_llama_adapter_gate_on_real_weights(data_dir):
+    at = page().run()
+    at.radio(key="ad.design").set_value("llama-adapter").run()
+    assert not at.exception, at.exception
+    closed = next(c.value for c in at.caption if "prompts" in c.value)
+    assert "0.000 = g" in closed and " 0.0% " in closed             # a closed gate: the prompts add nothing
+    at.slider(key="ad.gate").set_value(0.5).run()
+    opened = next(c.value for c in at.caption if "prompts" in c.value)
+    assert "0.500 = g" in opened and " 0.0% " not in opened
+    at.selectbox(key="ad.model").set_value("llama-2-7b").run()
+    at.slider(key="ad.layers").set_value(30).run()
+    assert metric(at, "parameters") == f"{1_228_800 + 30:,}"        # the paper's 1.2M for LLaMA-7B
+
+
+def test_start_button_queues_a_run(data_dir, monkeypatch):
+    monkeypatch.setattr(jobs, "submit", functools.partial(jobs.submit, spawn=False))   # no worker process
+    at = page().run()
+    at.button(key="start.adapters").click().run()
+    assert not at.exception, at.exception
+    runs = jobs.list_runs("adapters")
+    assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["steps"] == 60
+
+
+def test_finished_run_is_drawn(data_dir):
+    from labs.experiments import run_lab
+
+    result = run_lab("adapters", TINY)
+    rid = jobs.submit("adapters", TINY, spawn=False)
+    with jobs.connect() as con:
+        con.execute("UPDATE runs SET status='done', started=?, finished=?, result=? WHERE id=?",
+                    (1.0, 2.0, json.dumps(jobs._clean(result)), rid))
+    at = page()
+    at.query_params["run"] = str(rid)
+    at.run()
+    assert not at.exception, at.exception
+    tables = [df.value for df in at.dataframe]
+    params = next(t for t in tables if "formula value" in t.columns)
+    assert list(params["method"]) == ["Houlsby", "LLaMA-Adapter", "LoRA"]
+    latency = next(t for t in tables if "vs merged LoRA" in t.columns)
+    assert sorted(set(latency["batch"])) == [1, 2]
+    assert any("gates after every step" in m.value for m in at.markdown)

@@ -1,0 +1,92 @@
+"""The soft-prompts page: the instant picture's widgets, starting the lab, and drawing a stored finished run."""
+import functools
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from labs import jobs
+
+PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "soft_prompts.py")
+TINY = {"steps": 1, "eval_every": 1, "eval_limit": 8, "batch_size": 2, "num_virtual_tokens": 3,
+        "encoder_hidden_size": 4, "lora_r": 1, "new_tokens": 1, "latency_repeats": 1}
+
+
+@pytest.fixture()
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def page(lang="en") -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["lang"] = lang
+    return at
+
+
+def metric(at, prefix: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(prefix))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_renders_in_both_languages(data_dir, lang):
+    at = page(lang).run()
+    assert not at.exception, at.exception
+    assert not at.error
+    assert len(at.metric) == 3
+    assert any("flashcards?card=" in m.value for m in at.markdown)
+
+
+def test_picture_counts_follow_model_and_method(data_dir):
+    at = page().run()
+    at.selectbox(key="sp.model").set_value("llama-3-8b")
+    at.radio(key="sp.method").set_value("prefix")
+    at.slider(key="sp.p").set_value(20)
+    at.run()
+    assert not at.exception, at.exception
+    assert metric(at, "trainable") == "1,310,720"                 # 20 · 32 · 2 · (8 KV heads · 128)
+    assert any("5,242,880" in c.value for c in at.caption)        # the hidden-size formula, 4× more
+    at.selectbox(key="sp.model").set_value("llama-2-7b")
+    at.radio(key="sp.method").set_value("prompt")
+    at.run()
+    assert metric(at, "trainable") == "81,920"                    # 20 · 4096
+
+
+def test_request_longer_than_the_context_is_an_error(data_dir):
+    at = page().run()
+    at.selectbox(key="sp.model").set_value("llama-65b")           # 2048 positions
+    at.slider(key="sp.p").set_value(512)
+    at.slider(key="sp.n").set_value(2000)
+    at.run()
+    assert not at.exception
+    assert any("p + n" in e.value and "2,048" in e.value for e in at.error)
+
+
+def test_start_button_queues_a_run(data_dir, monkeypatch):
+    monkeypatch.setattr(jobs, "submit", functools.partial(jobs.submit, spawn=False))   # no worker process
+    at = page().run()
+    at.button(key="start.soft-prompts").click().run()
+    assert not at.exception, at.exception
+    runs = jobs.list_runs("soft-prompts")
+    assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["steps"] == 60
+
+
+def test_finished_run_is_drawn(data_dir):
+    from labs.experiments import run_lab
+
+    result = run_lab("soft-prompts", TINY)
+    rid = jobs.submit("soft-prompts", TINY, spawn=False)
+    with jobs.connect() as con:
+        con.execute("UPDATE runs SET status='done', started=?, finished=?, result=? WHERE id=?",
+                    (1.0, 2.0, json.dumps(jobs._clean(result)), rid))
+    at = page()
+    at.query_params["run"] = str(rid)
+    at.run()
+    assert not at.exception, at.exception
+    tables = [df.value for df in at.dataframe]
+    params = next(t for t in tables if "formula value" in t.columns)
+    assert list(params["trainable (counted)"]) == [v["trainable_params"] for v in result["variants"].values()]
+    latency = next(t for t in tables if "extra positions" in t.columns)
+    assert list(latency["extra positions"]) == [0, 3, 3, 3, 0]     # base, prompt, prefix, P-tuning v2, LoRA
+    assert any("cannot be merged" in m.value for m in at.markdown)
