@@ -179,3 +179,7 @@ if st.button(s("calc.trace_btn")):
         st.dataframe(pd.DataFrame({s("calc.formula") + " GB": {k: v[0] / 1e9 for k, v in rows.items()},
                                    s("calc.traced") + " GB": {k: v[1] / 1e9 for k, v in rows.items()}}).round(4))
         st.caption(f"{tr['note']} · {tr['seconds']} s")
+        if "grad_in_flight" in tr:
+            st.caption(f"full FT: the traced activation peak includes one weight gradient being written "
+                       f"({tr['grad_in_flight'] / 1e9:.3f} GB), which MemTracker labels Temp until it is "
+                       "accumulated; the formula counts it under gradients.")

@@ -269,6 +269,12 @@ def trace(c: ArchConfig, **kw) -> dict:
         res = {k: one[k] + (L - 1) * (two[k] - one[k]) for k in one}
         note = f"traced 1 and 2 layers, scaled linearly to {L} layers: v(L) = v(1) + (L-1)(v(2)-v(1))"
     res["model_states"] = res["weights"] + res["quant_constants"] + res["gradients"] + res["optimizer"]
+    if kw.get("method", "lora") == "full":
+        # MemTracker labels a weight gradient "Temp" when backward creates it and "Gradient" only once it is
+        # accumulated, so the activation+temp peak holds one weight gradient the formula counts as a gradient.
+        from labs.budget.params import linear_shapes
+        p = 4 if kw.get("precision", "bf16-mixed") == "fp32" else 2
+        res["grad_in_flight"] = p * max(o * i for o, i in linear_shapes(c).values())
     res["note"] = note
     res["seconds"] = round(time.perf_counter() - t0, 2)
     return res
