@@ -1,12 +1,13 @@
 """One training step, ours vs peft, side by side in one run (CPU unless --device cuda).
 
-    python -m bench.bench_methods [--steps 20] [--batch 8] [--seq 64] [--device cpu]
+    python -m bench.bench_methods [--steps 20] [--batch 8] [--seq 64] [--device cpu] [--threads N]
 
 Each method: LoRA (r=16, lora_alpha=32, all-linear) and DoRA (same, use_dora=True) applied by our
 `labs.methods.lora` and by `peft.get_peft_model` to two copies of the same base (the bundled one from
 `labs.base.load_base()` when it exists, else a random Llama of the same shape). A step is forward +
 backward + AdamW step + zero_grad. Runs are interleaved (ours, peft, ours, peft, …) so both see the same
-machine load; the reported time is the median. ratio = ours / peft (< 1.0: ours is faster).
+machine load; the reported time is the median, as wall time and as process CPU time (on a shared box
+the CPU time is the steadier one). ratio = ours / peft (< 1.0: ours is faster).
 """
 from __future__ import annotations
 
@@ -62,14 +63,15 @@ def make_step(model, ids):
     return step
 
 
-def timed(step, device) -> float:
+def timed(step, device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds). On a shared CPU box the CPU time is the steadier of the two."""
     if device == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     step()
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def compare(name, use_dora, base, ids, steps, device) -> dict:
@@ -82,8 +84,12 @@ def compare(name, use_dora, base, ids, steps, device) -> dict:
     for _ in range(steps):
         t_ours.append(timed(s_ours, device))
         t_peft.append(timed(s_peft, device))
-    mo, mp = statistics.median(t_ours), statistics.median(t_peft)
-    return {"method": name, "ours_ms": 1e3 * mo, "peft_ms": 1e3 * mp, "ratio": mo / mp}
+    med = lambda ts, i: statistics.median(t[i] for t in ts)  # noqa: E731
+    row = {"method": name}
+    for i, kind in ((0, "wall"), (1, "cpu")):
+        mo, mp = med(t_ours, i), med(t_peft, i)
+        row.update({f"ours_{kind}_ms": 1e3 * mo, f"peft_{kind}_ms": 1e3 * mp, f"{kind}_ratio": mo / mp})
+    return row
 
 
 def main(argv=None) -> list[dict]:
@@ -92,7 +98,10 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=64)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     base, source = base_model(args.device)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, base.config.vocab_size, (args.batch, args.seq), generator=g).to(args.device)
@@ -100,9 +109,11 @@ def main(argv=None) -> list[dict]:
           f"device {args.device}; torch threads {torch.get_num_threads()}; median of {args.steps} steps")
     rows = [compare("LoRA r=16 all-linear", False, base, ids, args.steps, args.device),
             compare("DoRA r=16 all-linear", True, base, ids, args.steps, args.device)]
-    print(f"{'method':<24}{'ours ms':>10}{'peft ms':>10}{'ours/peft':>11}")
+    print(f"{'method':<24}{'ours ms':>10}{'peft ms':>10}{'ours/peft':>11}{'ours cpu':>10}{'peft cpu':>10}"
+          f"{'cpu ratio':>11}")
     for r in rows:
-        print(f"{r['method']:<24}{r['ours_ms']:>10.1f}{r['peft_ms']:>10.1f}{r['ratio']:>11.2f}")
+        print(f"{r['method']:<24}{r['ours_wall_ms']:>10.1f}{r['peft_wall_ms']:>10.1f}{r['wall_ratio']:>11.2f}"
+              f"{r['ours_cpu_ms']:>10.1f}{r['peft_cpu_ms']:>10.1f}{r['cpu_ratio']:>11.2f}")
     return rows
 
 
