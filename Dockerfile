@@ -12,4 +12,4 @@ COPY . .
 VOLUME /data
 EXPOSE 8501
 # Inside a container the server must listen on all interfaces; publish it with -p 127.0.0.1:8501:8501.
-CMD ["streamlit", "run", "app/main.py", "--server.address", "0.0.0.0", "--server.port", "8501", "--server.headless", "true"]
+CMD ["streamlit", "run", "streamlit_app.py", "--server.address", "0.0.0.0", "--server.port", "8501", "--server.headless", "true"]

@@ -1,6 +1,9 @@
 """PEFT Lab — the router. Every page is a plain script under app/pages/; this file only wires them.
 
-Run with ``make run`` (or ``streamlit run app/main.py``).
+Run with ``make run``, i.e. ``streamlit run streamlit_app.py`` (the repo-root entry that calls ``main()``).
+Not ``streamlit run app/main.py``: a ``pages/`` folder beside the entry script switches Streamlit into its
+legacy multipage mode, where a direct link such as /lora runs the page without this router (no
+language switch, no navigation).
 """
 from __future__ import annotations
 
@@ -14,8 +17,6 @@ if str(ROOT) not in sys.path:  # so `import labs`, `import app` work under `stre
 import streamlit as st  # noqa: E402
 
 from app.i18n import language_switch, t  # noqa: E402
-
-st.set_page_config(page_title="PEFT Lab", page_icon="🧪", layout="wide")
 
 # (file under app/pages, UI-string key of its title, icon, url path). Order = the sidebar's order.
 SECTIONS = {
@@ -54,7 +55,12 @@ def build_navigation() -> dict:
     return nav
 
 
-with st.sidebar:
-    language_switch()
+def main() -> None:
+    st.set_page_config(page_title="PEFT Lab", page_icon="🧪", layout="wide")
+    with st.sidebar:
+        language_switch()
+    st.navigation(build_navigation(), expanded=True).run()
 
-st.navigation(build_navigation(), expanded=True).run()
+
+if __name__ == "__main__":
+    main()

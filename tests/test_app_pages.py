@@ -17,7 +17,7 @@ def test_router_lists_every_page_file():
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_main_router_runs(lang):
-    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     at.query_params["lang"] = lang
     at.run()
     assert not at.exception, at.exception
@@ -35,11 +35,11 @@ def test_page_runs_without_exception(page, lang):
 
 
 def test_language_switch_persists_across_pages():
-    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     at.run()
     at.sidebar.radio(key="_lang_choice").set_value("zh").run()
     assert at.session_state["lang"] == "zh"
-    at.switch_page("pages/lora.py").run()
+    at.switch_page("app/pages/lora.py").run()
     assert not at.exception
     assert at.session_state["lang"] == "zh"
     assert any("LoRA" in t.value for t in at.title)

@@ -33,7 +33,7 @@ def start_server(data_dir: Path, port: int | None = None):
     port = port or _free_port()
     env = {**os.environ, "PEFTLAB_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
     log = open(data_dir / f"server-{port}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
                              "--server.address", "127.0.0.1", "--server.port", str(port),
                              "--server.headless", "true", "--browser.gatherUsageStats", "false"],
                             cwd=ROOT, env=env, stdout=log, stderr=log)
@@ -91,10 +91,25 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{rep.when}", rep)
 
 
+IDLE_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return !!app && app.dataset.testConnectionState === 'CONNECTED'
+    && app.dataset.testScriptState === 'notRunning'
+    && document.querySelectorAll('[data-testid="stSkeleton"]').length === 0
+    && document.querySelectorAll('[data-testid="stMain"] h1').length > 0;
+}"""
+
+
 def wait_idle(pg, timeout: float = 60_000) -> None:
-    """Wait for Streamlit's own script state, not a sleep: the run is over when stApp says notRunning."""
-    pg.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
-    pg.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout)
+    """Wait on Streamlit's own state, not a sleep: connected, script not running, nothing still a skeleton.
+
+    Two consecutive idle observations 100 ms apart, so a rerun that is just being scheduled is not
+    mistaken for the end of the run.
+    """
+    for _ in range(2):
+        pg.wait_for_function(IDLE_JS, timeout=timeout, polling=100)
+        pg.wait_for_timeout(100)
+    pg.wait_for_function(IDLE_JS, timeout=timeout, polling=100)
 
 
 def assert_no_exception(pg, what: str) -> None:

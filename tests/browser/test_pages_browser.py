@@ -16,6 +16,8 @@ def test_every_page_opens_without_an_exception(server, page, lang):
         wait_idle(page)
         assert_no_exception(page, f"/{url}?lang={lang}")
         assert page.get_by_text("Page not found").count() == 0, f"/{url} is not a page"
+        # a direct link must still go through the router: its language switch is in the sidebar
+        assert page.locator('[data-testid="stSidebar"]').get_by_text("Language / 语言").count() == 1, url
         assert page.locator("h1").count() >= 1, f"/{url} has no title"
         if lang == "zh":
             assert re.search(r"[\u4e00-\u9fff]", page.locator("section.main, [data-testid=stMain]").first.inner_text())
