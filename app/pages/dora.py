@@ -1,4 +1,162 @@
-"""Concept page: dora. Text from content/pages/dora/; the live lab lands with issue 6."""
-from app.ui import concept_page_without_lab
+"""Concept page: DoRA. Text from content/pages/dora/; picture on a real weight of the bundled model; lab `dora`."""
+from __future__ import annotations
 
-concept_page_without_lab("dora", "page.dora", issue=6)
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import pandas as pd  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import streamlit as st  # noqa: E402
+import yaml  # noqa: E402
+from plotly.subplots import make_subplots  # noqa: E402
+
+from app.i18n import lang, t  # noqa: E402
+from app.labview import lab_panel  # noqa: E402
+from app.ui import ROOT, concept_section  # noqa: E402
+from labs.experiments.dora import decomposition_picture  # noqa: E402
+
+PAGE = "dora"
+COLORS = {"full-ft": "#636efa", "lora": "#ef553b", "dora": "#00cc96"}
+
+
+@st.cache_resource(show_spinner=False)
+def target_weights() -> tuple[dict, str | None]:
+    """{module name: W0 (out, in)} of every decoder linear of the bundled model (a random tiny Llama if absent)."""
+    from torch import nn
+
+    from labs.base import load_base, tiny_llama
+
+    note = None
+    try:
+        model, _ = load_base()
+    except (FileNotFoundError, OSError) as err:
+        model, note = tiny_llama(), str(err)
+    head = model.get_output_embeddings()
+    weights = {n: m.weight.detach().clone() for n, m in model.named_modules()
+               if isinstance(m, nn.Linear) and m is not head}
+    return weights, note
+
+
+def flashcard_links(topic: str, limit: int = 5) -> None:
+    path = ROOT / "content" / "cards" / f"{topic}.yaml"
+    cards = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("cards", []) if path.exists() else []
+    st.subheader(t("dora.cards"))
+    for card in cards[:limit]:
+        text = (card.get(lang()) or card.get("en") or {}).get("q", card["id"])
+        st.markdown(f"- [{text}](/flashcards?card={card['id']})")
+
+
+def picture() -> None:
+    st.subheader(t("concept.section.picture"))
+    weights, note = target_weights()
+    if note:
+        st.warning(t("dora.no_model", error=note))
+    names = list(weights)
+    c1, c2, c3, c4 = st.columns(4)
+    name = c1.selectbox(t("dora.pic.matrix"), names, index=0, key="dora.pic.matrix")
+    w0 = weights[name]
+    r = c2.slider(t("dora.pic.rank"), 1, min(32, *w0.shape), 4, key="dora.pic.rank")
+    size = c3.slider(t("dora.pic.size"), 0.0, 1.0, 0.2, 0.01, key="dora.pic.size",
+                     help=t("dora.pic.size_help"))
+    mag = c4.slider(t("dora.pic.mag"), -0.5, 0.5, 0.0, 0.01, key="dora.pic.mag", help=t("dora.pic.mag_help"))
+    pic = decomposition_picture(w0, r, size, mag, seed=0)
+    st.caption(t("dora.pic.shape", name=name, out=w0.shape[0], inp=w0.shape[1]))
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("LoRA ΔM", f"{pic['lora'][0]:.4f}")
+    m2.metric("LoRA ΔD", f"{pic['lora'][1]:.5f}")
+    m3.metric("DoRA ΔM", f"{pic['dora'][0]:.4f}")
+    m4.metric("DoRA ΔD", f"{pic['dora'][1]:.5f}")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(t("dora.pic.rows"), t("dora.pic.cloud")))
+    rows = list(range(len(pic["m0"])))
+    fig.add_scatter(x=rows, y=pic["m0"], name="m₀ = ‖W₀‖", mode="lines", line=dict(color="#888"), row=1, col=1)
+    fig.add_scatter(x=rows, y=pic["m_lora"], name="LoRA ‖W₀+ΔW‖", mode="lines",
+                    line=dict(color=COLORS["lora"]), row=1, col=1)
+    fig.add_scatter(x=rows, y=pic["m_dora"], name="DoRA m", mode="lines", line=dict(color=COLORS["dora"], dash="dot"),
+                    row=1, col=1)
+    for method in ("lora", "dora"):
+        pts = pic["cloud"][method]
+        fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers", name=f"{method} (ΔM, ΔD)",
+                        marker=dict(color=COLORS[method], size=6), row=1, col=2)
+    fig.update_xaxes(title_text=t("dora.pic.row"), row=1, col=1)
+    fig.update_yaxes(title_text=t("dora.pic.norm"), row=1, col=1)
+    fig.update_xaxes(title_text="ΔM", row=1, col=2)
+    fig.update_yaxes(title_text="ΔD", row=1, col=2)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    st.plotly_chart(fig, key="dora.pic.fig")
+    slope = {k: v["slope"] for k, v in pic["cloud_slope"].items()}
+    st.caption(t("dora.pic.slopes", lora=_num(slope["lora"]), dora=_num(slope["dora"])))
+    concept_section(PAGE, "picture", header=False)
+
+
+def _num(x, fmt: str = ".3g") -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def render_result(run) -> None:
+    res = run.result or {}
+    runs = res.get("runs", {})
+    if not runs:
+        st.info(t("dora.res.empty"))
+        return
+    st.markdown(f"#### {t('dora.res.summary')}")
+    table = [{t("dora.res.method"): m, t("dora.res.base_acc"): r["base"]["eval_accuracy"],
+              t("dora.res.final_acc"): r["final"]["eval_accuracy"], t("dora.res.final_loss"): r["final"]["eval_loss"],
+              t("dora.res.params"): r["trainable_params"], t("dora.res.s_step"): r["seconds_per_step"],
+              t("dora.res.merge"): r.get("merge_max_abs_diff")} for m, r in runs.items()]
+    st.dataframe(pd.DataFrame(table), hide_index=True, use_container_width=True)
+    cost = res.get("cost", {})
+    if cost:
+        c1, c2, c3 = st.columns(3)
+        c1.metric(t("dora.res.extra_params"), f"{cost['extra_params']:,}",
+                  help=t("dora.res.extra_help", n=f"{cost['expected_extra_params']:,}"))
+        c2.metric(t("dora.res.time_ratio"), f"{cost['dora_over_lora_time']:.2f}×")
+        c3.metric(t("dora.res.chance"), f"{res.get('chance', 0):.2f}")
+    points = res.get("points", [])
+    types = sorted({p["type"] for p in points})
+    if not points:
+        return
+    st.markdown(f"#### {t('dora.res.analysis')}")
+    default = types.index("q_proj") if "q_proj" in types else 0
+    chosen = st.selectbox(t("dora.res.inspect"), ["all"] + types, index=default + 1, key=f"dora.inspect.{run.id}")
+    shown = [p for p in points if chosen == "all" or p["type"] == chosen]
+    methods = list(dict.fromkeys(p["method"] for p in shown))
+    slopes = res.get("slopes", {})
+    fig = make_subplots(rows=1, cols=len(methods), subplot_titles=[
+        f"{m}: slope {_num(slopes.get(m, {}).get(chosen, {}).get('slope'))}" for m in methods])
+    steps = sorted({p["step"] for p in shown})
+    for i, m in enumerate(methods, start=1):
+        mine = [p for p in shown if p["method"] == m]
+        fig.add_scatter(x=[p["dm"] for p in mine], y=[p["dd"] for p in mine], mode="markers", showlegend=False,
+                        text=[f"{p['module']} @ {p['step']}" for p in mine],
+                        marker=dict(color=[steps.index(p["step"]) for p in mine], colorscale="Viridis", size=8,
+                                    symbol=[p["layer"] % 8 for p in mine], cmin=0, cmax=max(len(steps) - 1, 1)),
+                        row=1, col=i)
+        fit = slopes.get(m, {}).get(chosen, {})
+        if fit.get("slope") is not None:
+            xs = [min(p["dm"] for p in mine), max(p["dm"] for p in mine)]
+            fig.add_scatter(x=xs, y=[fit["intercept"] + fit["slope"] * x for x in xs], mode="lines",
+                            line=dict(color=COLORS.get(m, "#333")), showlegend=False, row=1, col=i)
+        fig.update_xaxes(title_text="ΔM", row=1, col=i)
+    fig.update_yaxes(title_text="ΔD", row=1, col=1)
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(fig, key=f"dora.scatter.{run.id}.{chosen}")
+    st.caption(t("dora.res.scatter_note", steps=", ".join(map(str, steps))))
+    rows = [{t("dora.res.method"): m, t("dora.res.type"): k, "slope": v["slope"], "Pearson r": v["pearson_r"],
+             "n": v["n"]} for m, per in slopes.items() for k, v in per.items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+
+
+st.title(t("page.dora"))
+concept_section(PAGE, "why")
+concept_section(PAGE, "math")
+st.latex(r"W' = m\,\frac{W_0 + sBA}{\lVert W_0 + sBA \rVert_c},\qquad "
+         r"\Delta M = \tfrac{1}{k}\textstyle\sum_n |m^n_t - m^n_0|,\quad "
+         r"\Delta D = \tfrac{1}{k}\textstyle\sum_n \big(1 - \cos(W^n_t, W^n_0)\big)")
+picture()
+concept_section(PAGE, "lab")
+lab_panel("dora", render_result=render_result)
+concept_section(PAGE, "seen")
+concept_section(PAGE, "interview")
+flashcard_links("dora")

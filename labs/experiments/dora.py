@@ -48,7 +48,7 @@ PARAMS = [
     Param("target_modules", "choice", "all-linear", choices=tuple(TARGETS), help="which linears get an adapter"),
     Param("lr", "float", 2e-3, lo=1e-6, hi=1e-1, log=True, help="peak learning rate of LoRA and DoRA"),
     Param("ft_lr", "float", 3e-4, lo=1e-6, hi=1e-1, log=True, help="peak learning rate of full fine-tuning"),
-    Param("steps", "int", 120, lo=4, hi=400, gpu_hi=5000, help="optimizer steps per method"),
+    Param("steps", "int", 120, lo=2, hi=400, gpu_hi=5000, help="optimizer steps per method"),
     Param("batch_size", "int", 16, lo=1, hi=64, gpu_hi=512, help="examples per step"),
     Param("checkpoints", "int", 4, lo=2, hi=20, help="checkpoints at which ΔM and ΔD are measured"),
     Param("full_ft", "bool", True, help="also train the full fine-tuning reference"),

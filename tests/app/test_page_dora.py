@@ -1,0 +1,83 @@
+"""DoRA page: the picture's widgets drive the metrics, the start button queues a run, and a finished run
+(a real tiny run of the lab) renders its accuracy table, ΔD–ΔM scatter and slopes."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "dora.py")
+TINY = {"task": "facts", "r": 2, "target_modules": "q_proj,v_proj", "steps": 2, "batch_size": 2,
+        "checkpoints": 2, "eval_limit": 8}
+
+
+@pytest.fixture()
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _page(lang="en") -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["lang"] = lang
+    return at
+
+
+def _metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_picture_responds_to_its_sliders(data_dir, lang):
+    at = _page(lang).run()
+    assert not at.exception, at.exception
+    assert float(_metric(at, "LoRA ΔM")) > 0
+    at.slider(key="dora.pic.size").set_value(0.0).run()
+    assert float(_metric(at, "LoRA ΔM")) == 0.0 and float(_metric(at, "LoRA ΔD")) == pytest.approx(0.0, abs=1e-4)
+    at.slider(key="dora.pic.size").set_value(0.5)
+    at.slider(key="dora.pic.mag").set_value(0.0)
+    at.run()
+    assert float(_metric(at, "DoRA ΔM")) == 0.0                 # DoRA holds the length while the direction turns
+    assert float(_metric(at, "DoRA ΔD")) == pytest.approx(float(_metric(at, "LoRA ΔD")))
+    at.selectbox(key="dora.pic.matrix").set_value(at.selectbox(key="dora.pic.matrix").options[-1]).run()
+    assert not at.exception
+
+
+def test_start_button_queues_a_run(data_dir):
+    from labs import jobs
+
+    at = _page().run()
+    at.number_input(key="dora.steps").set_value(4).run()
+    at.button(key="start.dora").click().run()
+    assert not at.exception
+    runs = jobs.list_runs("dora")
+    assert len(runs) == 1 and runs[0].params["steps"] == 4
+    jobs.cancel(runs[0].id)
+
+
+def test_bad_value_shows_field_error_not_traceback(data_dir):
+    at = _page().run()
+    at.number_input(key="dora.r").set_value(0).run()
+    assert not at.exception
+    assert any("r" in e.value and "1..64" in e.value for e in at.error)
+
+
+def test_finished_run_renders_result(data_dir):
+    from labs import jobs
+    from labs.experiments import run_lab
+
+    result = run_lab("dora", TINY)
+    rid = jobs.submit("dora", TINY, spawn=False)
+    with jobs.connect() as con:
+        con.execute("UPDATE runs SET status='done', started=1, finished=2, result=? WHERE id=?",
+                    (json.dumps(jobs._clean(result)), rid))
+    at = _page()
+    at.query_params["run"] = str(rid)
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.dataframe) >= 2                              # accuracy/cost table and slopes table
+    inspect = at.selectbox(key=f"dora.inspect.{rid}")
+    assert inspect.value == "q_proj"
+    inspect.set_value("all").run()
+    assert not at.exception
