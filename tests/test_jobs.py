@@ -96,3 +96,42 @@ def test_bad_parameters_never_reach_the_queue():
     with pytest.raises(ParamError, match="steps"):
         jobs.submit("selftest", {"steps": 0})
     assert jobs.list_runs() == []
+
+
+def test_server_killed_while_a_lab_runs_loses_nothing(tmp_path):
+    """The process that submitted (the Streamlit server) dies; the detached supervisor finishes the run."""
+    import subprocess
+    import sys
+
+    script = ("import time; from labs import jobs; rid = jobs.submit('selftest', {'steps': 30, 'delay': 0.05}); "
+              "print(rid, flush=True); time.sleep(60)")
+    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=jobs.ROOT, env={**os.environ, "PYTHONPATH": str(jobs.ROOT)})
+    rid = int(server.stdout.readline())
+    while not jobs.events(rid):
+        time.sleep(0.1)
+    server.kill()                       # the "server" is gone mid-run
+    server.wait()
+    run = wait(rid)                     # a new server process (this test) re-attaches by id
+    assert run.status == "done", run.error
+    assert [e["type"] for e in jobs.events(rid)].count("step") == 30
+    with jobs.connect() as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_two_tabs_starting_labs_at_once_queue_in_order():
+    """Two submissions at the same moment: one runs, the other waits with its position, both finish."""
+    import threading
+
+    ids = []
+    threads = [threading.Thread(target=lambda: ids.append(jobs.submit("selftest", {"steps": 10, "delay": 0.02})))
+               for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    runs = [jobs.get_run(i) for i in sorted(ids)]
+    assert sum(r.status == "running" for r in runs) <= 1
+    done = [wait(i) for i in sorted(ids)]
+    assert all(r.status == "done" for r in done)
+    assert done[0].finished <= done[1].started + 1e-6, "the second run started before the first finished"
