@@ -29,7 +29,7 @@ test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q --timeout=900 tests
 
 bench: $(VENV)/.dev
-	$(BIN)/python -m bench
+	for b in bench/bench_*.py; do PYTHONPATH=. $(BIN)/python $$b || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)
