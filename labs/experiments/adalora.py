@@ -186,7 +186,7 @@ LAB = Lab(
     title={"en": "AdaLoRA: learned rank allocation", "zh": "AdaLoRA：学出来的秩分配"},
     params=PARAMS,
     run=run,
-    quick={"steps": 60, "tinit": 6, "tfinal": 10, "deltaT": 4, "eval_limit": 96},
+    quick={"steps": 60, "tinit": 6, "tfinal": 10, "deltaT": 4, "eval_limit": 64},
     summary={"en": "AdaLoRA prunes rank-one triplets to a global budget on a cubic schedule; the heatmap shows "
                    "where rank survives. LoRA with r = target_r is the same-budget baseline.",
              "zh": "AdaLoRA 按三次调度把秩一三元组剪到全局预算；热力图显示秩留在哪里。"

@@ -246,7 +246,7 @@ LAB = Lab(
     title={"en": "DoRA: magnitude and direction", "zh": "DoRA：幅度与方向"},
     params=PARAMS,
     run=run,
-    quick={"steps": 60, "checkpoints": 4, "eval_limit": 96},
+    quick={"steps": 40, "checkpoints": 4, "eval_limit": 64},
     summary={"en": "Full FT, LoRA and DoRA on the same task, rank and data order: accuracy, ΔD against ΔM "
                    "per layer and checkpoint with the fitted slope per method, and DoRA's cost over LoRA.",
              "zh": "全量微调、LoRA 与 DoRA 使用相同任务、秩与数据顺序：准确率、各层各检查点的 ΔD–ΔM "

@@ -1,0 +1,89 @@
+"""AdaLoRA page: the schedule widgets reshape b(t) and feed the lab, impossible schedules are refused with the
+field named, the start button queues a run with the shaped schedule, a finished run renders its heatmap."""
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "adalora.py")
+TINY = {"task": "facts", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 1, "deltaT": 1, "steps": 4,
+        "batch_size": 2, "eval_limit": 8, "target_modules": "q_proj,v_proj"}
+
+
+@pytest.fixture()
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _page(lang="en") -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["lang"] = lang
+    return at
+
+
+def _caption_with(at, text):
+    return next(c.value for c in at.caption if text in c.value)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_schedule_widgets_shape_the_plot(data_dir, lang):
+    at = _page(lang).run()
+    assert not at.exception, at.exception
+    at.number_input(key="ada.init_r").set_value(12)
+    at.number_input(key="ada.target_r").set_value(3)
+    at.selectbox(key="ada.target_modules").set_value("q_proj,v_proj")
+    at.run()
+    assert not at.exception
+    cap = _caption_with(at, "init_r × 8")             # 4 layers × (q_proj, v_proj) in the bundled model
+    assert "= 96" in cap and "= 24" in cap
+    at.slider(key="ada.toy.step").set_value(at.slider(key="ada.toy.step").max).run()
+    assert not at.exception
+
+
+def test_impossible_schedule_names_the_field_and_disables_start(data_dir):
+    at = _page().run()
+    at.number_input(key="ada.tinit").set_value(50)
+    at.number_input(key="ada.tfinal").set_value(20)
+    at.run()
+    assert not at.exception
+    assert any("tinit" in e.value for e in at.error)
+    assert at.button(key="start.adalora").disabled
+    at.number_input(key="ada.tinit").set_value(6)
+    at.number_input(key="ada.tfinal").set_value(10)
+    at.number_input(key="ada.target_r").set_value(20)
+    at.run()
+    assert any("target_r" in e.value for e in at.error)
+
+
+def test_start_button_queues_the_shaped_schedule(data_dir):
+    from labs import jobs
+
+    at = _page().run()
+    at.number_input(key="ada.deltaT").set_value(2).run()
+    at.button(key="start.adalora").click().run()
+    assert not at.exception
+    runs = jobs.list_runs("adalora")
+    assert len(runs) == 1 and runs[0].params["deltaT"] == 2
+    jobs.cancel(runs[0].id)
+
+
+def test_finished_run_renders_heatmap_and_allocation(data_dir):
+    from labs import jobs
+    from labs.experiments import run_lab
+
+    result = run_lab("adalora", TINY)
+    rid = jobs.submit("adalora", TINY, spawn=False)
+    with jobs.connect() as con:
+        con.execute("UPDATE runs SET status='done', started=1, finished=2, result=? WHERE id=?",
+                    (json.dumps(jobs._clean(result)), rid))
+    at = _page()
+    at.query_params["run"] = str(rid)
+    at.run()
+    assert not at.exception, at.exception
+    scrub = at.slider(key=f"ada.scrub.{rid}")
+    assert scrub.value == scrub.max == len(result["adalora"]["history_steps"])
+    scrub.set_value(1).run()
+    assert not at.exception
+    assert len(at.dataframe) >= 1
