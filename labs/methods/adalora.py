@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from kernels.lora import lora_linear
 from labs.methods import inject
+from labs.methods.fused import fused_lora
 
 
 @dataclass
@@ -95,7 +95,7 @@ class SVDLinear(nn.Module):
         if self.training and self.dropout_p > 0:
             return self.base_layer(x) + (self.lora_dropout(x) @ (self.lora_A * self.lora_E).t()
                                          @ self.lora_B.t()) * self.factor()
-        return lora_linear(x, self.base_layer.weight, self.base_layer.bias,
+        return fused_lora(x, self.base_layer.weight, self.base_layer.bias,
                            self.lora_A * self.lora_E, self.lora_B, self.factor())       # (…, out)
 
     @torch.no_grad()

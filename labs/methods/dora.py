@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kernels.lora import lora_linear
+from labs.methods.fused import fused_lora
+
 
 
 def weight_norm(weight: torch.Tensor, lora_A: torch.Tensor, lora_B: torch.Tensor, scaling: float) -> torch.Tensor:
@@ -52,7 +53,7 @@ class DoraStrategy:
             lora = module.lora_B(module.lora_A(module.lora_dropout(x))) * s
             y = scale * (base + lora)
         else:
-            y = scale * lora_linear(x, weight, None, A, B, s)      # (…, out) one fused pass
+            y = scale * fused_lora(x, weight, None, A, B, s)      # (…, out) one fused pass
         return y + bias if bias is not None else y
 
     @staticmethod

@@ -31,8 +31,8 @@ from typing import Union
 import torch
 from torch import nn
 
-from kernels.lora import lora_linear
 from labs.methods import inject
+from labs.methods.fused import fused_lora
 from labs.methods.dora import DoraStrategy
 
 INITS = ("standard", "gaussian", "a_zero_b_random", "both_zero", "both_random")
@@ -133,7 +133,7 @@ class LoraLinear(nn.Module):
         dropout_on = self.training and self.dropout_p > 0
         if dropout_on or self.is_quantized:
             return self.base_layer(x) + self.lora_B(self.lora_A(self.lora_dropout(x))) * self.scaling
-        return lora_linear(x, self.base_layer.weight, self.base_layer.bias,
+        return fused_lora(x, self.base_layer.weight, self.base_layer.bias,
                            self.lora_A.weight, self.lora_B.weight, self.scaling)
 
     @torch.no_grad()

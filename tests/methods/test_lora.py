@@ -206,3 +206,22 @@ def test_mismatched_adapter_file_names_keys(tmp_path):
     (tmp_path / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(AdapterFileError, match="safetensors"):
         lora.load_peft(twins()[0], tmp_path)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "adalora"])
+def test_bf16_autocast_like_the_gpu_training_loop(method):
+    """labs.train runs under bf16 autocast on CUDA: the attention output arrives in bf16, weights are fp32."""
+    from labs.methods import apply_method
+
+    m, _ = twins()
+    ids, mask = batch()
+    cfg = dict(total_step=4, init_r=2, target_r=1) if method == "adalora" else dict(r=4, lora_alpha=8)
+    m = apply_method(m, method, **cfg)
+    randomize_([p for n, p in m.named_parameters() if "lora_B" in n or "lora_E" in n])
+    full = m(input_ids=ids, attention_mask=mask).logits
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(input_ids=ids, attention_mask=mask, labels=ids)
+    out.loss.backward()
+    assert max_diff(out.logits.float(), full) < 0.1                      # bf16 rounding, not a different model
+    grads = [p.grad for p in m.parameters() if p.requires_grad]
+    assert grads and all(g is not None and g.dtype == torch.float32 for g in grads)
