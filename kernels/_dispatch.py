@@ -5,7 +5,8 @@
 
 Tests force the Triton path on CPU by setting `PEFTLAB_FORCE_TRITON=1` together with
 `TRITON_INTERPRET=1` (Triton's interpreter runs kernels on CPU tensors with numpy). Both must be
-set before `triton` is first imported, so those tests run in a subprocess.
+set before `triton` is first imported, so those tests run in a subprocess. `PEFTLAB_FORCE_TORCH=1`
+does the opposite (PyTorch even on CUDA), for benchmarks that compare the two paths.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import os
 import torch
 
 FORCE_ENV = "PEFTLAB_FORCE_TRITON"
+TORCH_ENV = "PEFTLAB_FORCE_TORCH"      # benchmarks: the PyTorch path even on CUDA, to compare the two
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,6 +37,8 @@ def forced() -> bool:
 
 def use_triton(t: torch.Tensor) -> bool:
     """The single dispatch rule: Triton on CUDA tensors when available (or when forced by tests)."""
+    if os.environ.get(TORCH_ENV, "") == "1":
+        return False
     if forced():
         if os.environ.get("TRITON_INTERPRET", "") != "1" and not t.is_cuda:
             raise RuntimeError(

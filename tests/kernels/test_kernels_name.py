@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("bitsandbytes")
+pytest.importorskip("transformers")
+
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = r"""
 import json, sys, warnings

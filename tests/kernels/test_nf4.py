@@ -159,3 +159,18 @@ def test_nf4tensor_to_and_dequantize_dtype():
 def test_bad_input_names_the_problem(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+@pytest.mark.parametrize("chunk", [256, 1024])
+def test_fast_path_across_chunk_boundaries(monkeypatch, chunk):
+    import kernels.quant4_torch as q4
+
+    monkeypatch.setattr(q4, "_CHUNK", chunk)
+    g = torch.Generator().manual_seed(4)
+    for n, bs in ((3 * 1024 + 77, 64), (2049, 256), (1023, 32)):             # partial block, odd n
+        w = torch.randn(n, generator=g).to(torch.bfloat16)
+        pf, af = quantize_4bit_fast(w, bs, "nf4")
+        pr, ar = quantize_4bit_reference(w, bs, "nf4")
+        assert torch.equal(pf, pr) and torch.equal(af, ar)
+        args = (pf, af, w.shape, torch.bfloat16, bs, "nf4")
+        assert torch.equal(_bits(dequantize_4bit_fast(*args)), _bits(dequantize_4bit_reference(*args)))
