@@ -95,3 +95,18 @@ def decompose(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(m, direction) of any dense weight (out, in): used to measure full fine-tuning and LoRA the same way."""
     m = torch.linalg.vector_norm(weight, dim=1)                                  # (out,)
     return m, weight / m.unsqueeze(1)
+
+
+def snapshot(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{module name: (m, direction)} of every adapted linear's CURRENT weight, for ΔM/ΔD over training.
+    DoRA layers report their learned magnitude; plain LoRA layers decompose W0 + s·B A the same way."""
+    out = {}
+    for name, mod in model.named_modules():
+        if not getattr(mod, "is_adapter_layer", False) or not hasattr(mod, "lora_B"):
+            continue
+        if getattr(mod, "use_dora", False):
+            out[name] = DoraStrategy.magnitude_direction(mod)
+        elif hasattr(mod, "delta_weight"):
+            with torch.no_grad():
+                out[name] = decompose(mod.base_weight() + mod.delta_weight())
+    return out

@@ -225,3 +225,23 @@ def test_bf16_autocast_like_the_gpu_training_loop(method):
     assert max_diff(out.logits.float(), full) < 0.1                      # bf16 rounding, not a different model
     grads = [p.grad for p in m.parameters() if p.requires_grad]
     assert grads and all(g is not None and g.dtype == torch.float32 for g in grads)
+
+
+def test_dora_magnitude_direction_for_the_delta_m_delta_d_plot():
+    from labs.methods.dora import decompose, delta_m_delta_d, snapshot
+
+    m, ref = twins()
+    lora.apply(m, r=4, lora_alpha=8, target_modules=["q_proj"], use_dora=True)
+    before = snapshot(m)
+    w0 = ref.model.layers[0].self_attn.q_proj.weight
+    m0, d0 = before["model.layers.0.self_attn.q_proj"]
+    assert max_diff(m0, torch.linalg.vector_norm(w0, dim=1)) <= 1e-6          # PEFT: m = ||W0|| per output row
+    assert max_diff(d0 * m0.unsqueeze(1), w0) <= 1e-6
+    randomize_([p for n, p in m.named_parameters() if "lora_B" in n])
+    with torch.no_grad():
+        m.model.layers[0].self_attn.q_proj.lora_magnitude_vector.mul_(1.1)
+    m1, d1 = snapshot(m)["model.layers.0.self_attn.q_proj"]
+    dm, dd = delta_m_delta_d(m0, d0, m1, d1)
+    assert dm == pytest.approx((0.1 * m0).abs().mean().item(), rel=1e-5) and dd > 0
+    assert torch.allclose(torch.linalg.vector_norm(d1, dim=1), torch.ones(d1.shape[0]), atol=1e-5)
+    assert delta_m_delta_d(*decompose(w0), *decompose(w0)) == (0.0, pytest.approx(0.0, abs=1e-6))
