@@ -107,9 +107,9 @@ def run(p: dict, ctx: Context) -> dict:
         lr = {"houlsby": p["lr"], "llama-adapter": p["llama_lr"], "lora": p["lora_lr"]}[method]
         hooks = None
         if method == "llama-adapter":
-            gate_track = [[float(g) for g in gates(model)]]              # step 0: as initialised
+            gate_track = [[float(g.detach()) for g in gates(model)]]              # step 0: as initialised
             def after_step(step, model=model):
-                values = [float(g) for g in gates(model)]
+                values = [float(g.detach()) for g in gates(model)]
                 gate_track.append(values)
                 return {"gates": values}
             hooks = Hooks(after_step=after_step)
@@ -160,7 +160,7 @@ LAB = Lab(
     title={"en": "Adapters: Houlsby vs LLaMA-Adapter vs LoRA", "zh": "Adapter：Houlsby、LLaMA-Adapter 与 LoRA"},
     params=PARAMS,
     run=run,
-    quick={"steps": 60, "eval_every": 30, "latency_repeats": 3, "new_tokens": 12},
+    quick={"steps": 50, "eval_every": 25, "eval_limit": 96, "latency_repeats": 3, "new_tokens": 12},
     summary={"en": "Serial bottleneck adapters, zero-gated prompts and LoRA on one task: parameters by formula, "
                    "accuracy, curves, the gates opening from 0, and the measured per-token latency vs the base "
                    "and a merged LoRA.",

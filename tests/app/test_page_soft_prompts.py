@@ -55,7 +55,7 @@ def test_picture_counts_follow_model_and_method(data_dir):
 
 def test_request_longer_than_the_context_is_an_error(data_dir):
     at = page().run()
-    at.selectbox(key="sp.model").set_value("llama-65b")           # 2048 positions
+    at.selectbox(key="sp.model").set_value("llama-65b").run()     # 2048 positions
     at.slider(key="sp.p").set_value(512)
     at.slider(key="sp.n").set_value(2000)
     at.run()
@@ -69,7 +69,7 @@ def test_start_button_queues_a_run(data_dir, monkeypatch):
     at.button(key="start.soft-prompts").click().run()
     assert not at.exception, at.exception
     runs = jobs.list_runs("soft-prompts")
-    assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["steps"] == 60
+    assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["steps"] == 50
 
 
 def test_finished_run_is_drawn(data_dir):
