@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -199,10 +200,12 @@ def _generate(srv: Server, tokens: torch.Tensor, prompt_len: int) -> torch.Tenso
     """Prefill tokens[:, :prompt_len], then one cached step per remaining column: logits (b, steps+1, V)."""
     out = srv.model(input_ids=tokens[:, :prompt_len], use_cache=True)
     past, logits = out.past_key_values, [out.logits[:, -1]]
-    for j in range(prompt_len, tokens.shape[1]):
-        out = srv.model(input_ids=tokens[:, j: j + 1], past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        logits.append(out.logits[:, -1])
+    with warnings.catch_warnings():   # transformers >= 5.2x renames past_key_values → cache; 5.17 knows only the old name
+        warnings.simplefilter("ignore", FutureWarning)
+        for j in range(prompt_len, tokens.shape[1]):
+            out = srv.model(input_ids=tokens[:, j: j + 1], past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            logits.append(out.logits[:, -1])
     return torch.stack(logits, 1)
 
 

@@ -1,4 +1,141 @@
-"""Concept page: serving. Text from content/pages/serving/; the live lab lands with issue 7."""
-from app.ui import concept_page_without_lab
+"""Concept page: multi-LoRA serving. Text from content/pages/serving/; picture from model shapes and an LRU
+simulation (instant); lab `serving` (merge-swap vs per-group vs batched BGMV/SGMV, measured)."""
+from __future__ import annotations
 
-concept_page_without_lab("serving", "page.serving", issue=7)
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import pandas as pd  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import streamlit as st  # noqa: E402
+import yaml  # noqa: E402
+from plotly.subplots import make_subplots  # noqa: E402
+
+from app.i18n import lang, t  # noqa: E402
+from app.labview import lab_panel  # noqa: E402
+from app.ui import ROOT, concept_section  # noqa: E402
+from labs.experiments.serving import TARGETS, cache_hit_rate, memory_curve  # noqa: E402
+from labs.serving import STRATEGIES  # noqa: E402
+
+PAGE = "serving"
+COLORS = {"merge_swap": "#636efa", "per_group": "#ef553b", "batched": "#00cc96", "merged": "#ab63fa"}
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def flashcard_links(topic: str = "serving", limit: int = 5) -> None:
+    path = ROOT / "content" / "cards" / f"{topic}.yaml"
+    cards = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("cards", []) if path.exists() else []
+    st.subheader(t("serving.cards"))
+    for card in cards[:limit]:
+        text = (card.get(lang()) or card.get("en") or {}).get("q", card["id"])
+        st.markdown(f"- [{text}](/flashcards?card={card['id']})")
+    st.markdown(f"[{t('serving.all_cards')}](/flashcards?topic={topic})")
+
+
+def picture() -> None:
+    st.subheader(t("concept.section.picture"))
+    c1, c2, c3, c4 = st.columns(4)
+    preset = c1.selectbox(t("serving.pic.model"), ["llama-7b", "bundled"], key="serving.pic.model")
+    k_max = c2.slider(t("serving.pic.adapters"), 1, 256, 16, key="serving.pic.adapters")
+    r = c3.select_slider(t("serving.pic.rank"), [4, 8, 16, 32, 64], 16, key="serving.pic.rank")
+    targets = c4.selectbox(t("serving.pic.targets"), list(TARGETS), index=2, key="serving.pic.targets")
+    d1, d2, d3 = st.columns(3)
+    traffic = d1.radio(t("serving.pic.traffic"), ["uniform", "skewed"], horizontal=True, key="serving.pic.traffic")
+    slots = d2.slider(t("serving.pic.slots"), 1, 256, 8, key="serving.pic.slots")
+    batch = d3.slider(t("serving.pic.batch"), 1, 64, 16, key="serving.pic.batch")
+    dtype = "bf16" if preset == "llama-7b" else "fp32"
+    mem = memory_curve(preset, r, targets, dtype, k_max, slots)
+    cache = cache_hit_rate(k_max, traffic, slots, batch)
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric(t("serving.pic.merged_total"), _gb(mem["merged"][-1]))
+    m2.metric(t("serving.pic.shared_total"), _gb(mem["shared_device"][-1]))
+    m3.metric(t("serving.pic.hit_rate"), f"{cache['hit_rate']:.0%}")
+    m4.metric(t("serving.pic.distinct"), f"{cache['distinct_per_batch']:.1f}")
+    st.caption(t("serving.pic.sizes", base=_gb(mem["base_bytes"]), adapter=_gb(mem["adapter_bytes"]), dtype=dtype))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(t("serving.pic.mem_title"), t("serving.pic.batch_title")))
+    fig.add_scatter(x=mem["K"], y=[b / 1e9 for b in mem["merged"]], name=t("serving.merged_copies"),
+                    line=dict(color=COLORS["merged"]), row=1, col=1)
+    fig.add_scatter(x=mem["K"], y=[b / 1e9 for b in mem["shared_device"]], name=t("serving.shared_base"),
+                    line=dict(color=COLORS["batched"]), row=1, col=1)
+    fig.update_xaxes(title_text=t("serving.K"), row=1, col=1)
+    fig.update_yaxes(title_text="GB", type="log", row=1, col=1)
+    rows = cache["batch"]
+    layouts = {t("serving.pic.per_group"): rows, "BGMV": rows, "SGMV": sorted(rows)}
+    for j, (name, order) in enumerate(layouts.items()):
+        fig.add_bar(x=[1] * len(order), y=list(range(len(order))), base=j, orientation="h", width=0.9,
+                    marker=dict(color=order, colorscale="Turbo", cmin=0, cmax=max(k_max - 1, 1)),
+                    text=[str(a) for a in order], showlegend=False, row=1, col=2)
+    fig.update_xaxes(tickvals=[j + 0.5 for j in range(3)], ticktext=list(layouts), row=1, col=2)
+    fig.update_yaxes(title_text=t("serving.pic.row"), autorange="reversed", row=1, col=2)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
+    st.plotly_chart(fig, key="serving.pic.fig")
+    st.caption(t("serving.pic.passes", groups=len(set(rows)), rows=len(rows)))
+    concept_section(PAGE, "picture", header=False)
+
+
+def render_result(run) -> None:
+    res = run.result or {}
+    strategies = res.get("strategies", {})
+    if not strategies:
+        st.info(t("serving.res.empty"))
+        return
+    st.markdown(f"#### {t('serving.res.summary')}")
+    table = [{t("serving.res.strategy"): t(f"serving.strategy.{s}"), t("serving.res.tps"): v["tokens_per_s"],
+              t("serving.res.p50"): v["p50_s"], t("serving.res.p95"): v["p95_s"],
+              t("serving.res.diff"): v["max_abs_diff"], t("serving.res.agree"): v["argmax_agree"],
+              t("serving.res.loads"): v["adapter_loads"] if s == "batched" else None,
+              t("serving.res.hit"): v["hit_rate"]} for s, v in strategies.items()]
+    st.dataframe(pd.DataFrame(table), hide_index=True, use_container_width=True)
+    st.caption(t("serving.res.effect", effect=f"{res.get('adapter_effect', 0):.3g}",
+                 distinct=f"{res.get('distinct_per_batch', 0):.1f}", ranks=", ".join(map(str, sorted(set(res.get("ranks", [])))))))
+    mem = res.get("memory", {})
+    if mem:
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric(t("serving.res.base"), _gb(mem["base_bytes"]))
+        c2.metric(t("serving.res.adapters"), _gb(mem["stacked_adapter_bytes"]),
+                  help=t("serving.res.padding", waste=f"{mem['rank_padding_waste']:.0%}"))
+        c3.metric(t("serving.shared_base"), _gb(mem["shared_bytes"]))
+        c4.metric(t("serving.merged_copies"), _gb(mem["merged_copies_bytes"]))
+        fig = go.Figure(go.Bar(x=[t("serving.shared_base"), t("serving.merged_copies")],
+                               y=[mem["shared_bytes"] / 1e6, mem["merged_copies_bytes"] / 1e6],
+                               marker_color=[COLORS["batched"], COLORS["merged"]]))
+        fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), yaxis_title="MB",
+                          title=t("serving.res.mem_title", K=res.get("adapters")))
+        st.plotly_chart(fig, key=f"serving.mem.{run.id}")
+    for key, x, title in (("sweep_k", "K", "serving.res.vs_k"), ("sweep_batch", "batch_size", "serving.res.vs_batch")):
+        points = res.get(key) or []
+        if len(points) < 2:
+            continue
+        fig = make_subplots(rows=1, cols=2, subplot_titles=(t("serving.res.tps"), t("serving.res.p95")))
+        for s in STRATEGIES:
+            xs = [p[x] for p in points]
+            fig.add_scatter(x=xs, y=[p[s]["tokens_per_s"] for p in points], name=t(f"serving.strategy.{s}"),
+                            line=dict(color=COLORS[s]), row=1, col=1)
+            fig.add_scatter(x=xs, y=[p[s]["p95_s"] for p in points], showlegend=False,
+                            line=dict(color=COLORS[s]), row=1, col=2)
+        fig.update_xaxes(title_text=t("serving.K") if x == "K" else t("serving.batch"), type="log")
+        fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10), title=t(title),
+                          legend=dict(orientation="h", y=-0.3))
+        st.plotly_chart(fig, key=f"serving.{key}.{run.id}")
+
+
+st.title(t("page.serving"))
+concept_section(PAGE, "why")
+concept_section(PAGE, "math")
+st.latex(r"y_i = W_0 x_i + s_{a(i)}\,B_{a(i)}\big(A_{a(i)} x_i\big),\qquad "
+         r"M_{\text{merged}} = K\,M_0 \;\;\text{vs}\;\; M_{\text{shared}} = M_0 + K_{\text{gpu}}\,M_a")
+try:
+    picture()
+except (ValueError, FileNotFoundError, OSError) as err:   # e.g. no bundled config: say so, no traceback
+    st.error(t("serving.pic.error", error=str(err)))
+concept_section(PAGE, "lab")
+lab_panel("serving", render_result=render_result)
+concept_section(PAGE, "seen")
+concept_section(PAGE, "interview")
+st.markdown(t("serving.vllm"))
+flashcard_links()

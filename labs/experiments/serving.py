@@ -15,7 +15,6 @@ kernels: `kernels.multi_lora` (batched), `kernels.lora` (per group). No training
 from __future__ import annotations
 
 import copy
-import warnings
 
 import torch
 
@@ -90,7 +89,6 @@ def run(p: dict, ctx: Context) -> dict:
     old_threads = torch.get_num_threads()
     if device.type == "cpu" and p["threads"] > 0:
         torch.set_num_threads(p["threads"])     # a shared CPU: one thread avoids sync stalls that swamp timings
-    warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
     try:
         return _run(p, ctx, device)
     finally:
@@ -155,3 +153,80 @@ LAB = Lab(
              "zh": "一个基座、K 个 adapter：合并再切换、按 adapter 分组各跑一次、一次批量前向（我们自己的 BGMV/SGMV "
                    "kernel），输出一致；实测吞吐、延迟和内存。"},
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# The page's instant picture: formulas from model shapes and a cache simulation, no model run
+# ---------------------------------------------------------------------------------------------
+LLAMA_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
+            "num_key_value_heads": 32, "vocab_size": 32000, "tie_word_embeddings": False}
+BYTES = {"fp32": 4, "bf16": 2}
+
+
+def model_shapes(preset: str) -> dict:
+    """Llama config fields of the bundled model (its config.json, no weights loaded) or Llama-2-7B."""
+    if preset == "llama-7b":
+        return dict(LLAMA_7B)
+    if preset != "bundled":
+        raise ValueError(f"preset={preset!r}: allowed bundled, llama-7b")
+    import json
+
+    from labs.base import model_dir
+
+    return json.loads((model_dir() / "config.json").read_text())
+
+
+def linear_shapes(cfg: dict) -> dict[str, tuple[int, int]]:
+    """(in, out) of each decoder linear type of a Llama layer."""
+    h, i = cfg["hidden_size"], cfg["intermediate_size"]
+    kv = cfg["num_key_value_heads"] * cfg.get("head_dim", h // cfg["num_attention_heads"])
+    return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+
+
+def param_counts(cfg: dict, r: int, target_modules: str) -> tuple[int, int]:
+    """(base parameters, one adapter's parameters) from the shapes: r·(in + out) per targeted linear."""
+    shapes = linear_shapes(cfg)
+    L, h, V = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["vocab_size"]
+    base = V * h * (1 if cfg.get("tie_word_embeddings") else 2) + h
+    base += L * (sum(i * o for i, o in shapes.values()) + 2 * h)
+    targets = TARGETS[target_modules]
+    names = list(shapes) if targets == "all-linear" else targets
+    return base, L * sum(r * sum(shapes[n]) for n in names)
+
+
+def memory_curve(preset: str, r: int, target_modules: str, dtype: str, k_max: int, slots: int) -> dict:
+    """Bytes against K: K merged copies (K·M0) vs one base + K adapters in host memory + `slots` on device."""
+    base, adapter = param_counts(model_shapes(preset), r, target_modules)
+    b = BYTES[dtype]
+    ks = list(range(1, k_max + 1))
+    return {"K": ks, "merged": [k * base * b for k in ks],
+            "shared_device": [(base + min(k, slots) * adapter) * b for k in ks],
+            "host_adapters": [k * adapter * b for k in ks], "base_bytes": base * b, "adapter_bytes": adapter * b}
+
+
+def cache_hit_rate(K: int, traffic: str, slots: int, batch_size: int, n: int = 2000, seed: int = 0) -> dict:
+    """LRU over `slots` on a synthetic stream, batch by batch (a batch's adapters must all be resident)."""
+    from collections import OrderedDict
+
+    adapters = make_stream(n, K, traffic, seed=seed)
+    lru: OrderedDict[int, None] = OrderedDict()
+    hits = loads = 0
+    for b0 in range(0, n, batch_size):
+        for a in dict.fromkeys(adapters[b0: b0 + batch_size]):
+            if a in lru:
+                lru.move_to_end(a)
+                hits += 1
+            else:
+                loads += 1
+                lru[a] = None
+                if len(lru) > slots:
+                    lru.popitem(last=False)
+    batches = [adapters[i: i + batch_size] for i in range(0, n, batch_size)]
+    return {"hit_rate": hits / (hits + loads), "loads": loads, "distinct_per_batch": _distinct(adapters, batch_size),
+            "batch": adapters[:batch_size], "active_share": _active_share(batches, slots)}
+
+
+def _active_share(batches: list[list[int]], slots: int) -> float:
+    """Fraction of batches whose distinct adapters fit in `slots` (else the batch is split)."""
+    return sum(len(set(b)) <= slots for b in batches) / len(batches)

@@ -1,0 +1,83 @@
+"""Serving page: the picture's widgets drive its numbers, the start button queues a run, a bad value shows a
+field error, and a finished run (a real tiny run of the lab) renders its table, memory and sweep charts."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "serving.py")
+TINY = {"adapters": 4, "r": 2, "batch_size": 2, "requests": 4, "prompt_len": 4, "new_tokens": 2,
+        "cache_slots": 2, "sweep": True}
+
+
+@pytest.fixture()
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _page(lang="en") -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["lang"] = lang
+    return at
+
+
+def _metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_picture_responds_to_its_widgets(data_dir, lang):
+    at = _page(lang).run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) >= 1
+    if lang == "zh":
+        return
+    merged16 = _metric(at, "K merged copies")
+    at.slider(key="serving.pic.adapters").set_value(32).run()
+    assert _metric(at, "K merged copies") != merged16                  # merged copies grow with K
+    at.slider(key="serving.pic.slots").set_value(1).run()
+    low = float(_metric(at, "Cache hit rate (LRU)").rstrip("%"))
+    at.slider(key="serving.pic.slots").set_value(32).run()
+    high = float(_metric(at, "Cache hit rate (LRU)").rstrip("%"))
+    assert high > low                                                   # the working set fits: hits jump
+    at.selectbox(key="serving.pic.model").set_value("bundled").run()
+    assert not at.exception
+
+
+def test_start_button_queues_a_run(data_dir):
+    from labs import jobs
+
+    at = _page().run()
+    at.number_input(key="serving.adapters").set_value(8).run()
+    at.button(key="start.serving").click().run()
+    assert not at.exception
+    runs = jobs.list_runs("serving")
+    assert len(runs) == 1 and runs[0].params["adapters"] == 8
+    jobs.cancel(runs[0].id)
+
+
+def test_bad_value_shows_field_error_not_traceback(data_dir):
+    at = _page().run()
+    at.number_input(key="serving.adapters").set_value(0).run()
+    assert not at.exception
+    assert any("adapters" in e.value for e in at.error)
+
+
+def test_finished_run_renders_result(data_dir):
+    from labs import jobs
+    from labs.experiments import run_lab
+
+    result = run_lab("serving", TINY, quick=True)
+    rid = jobs.submit("serving", TINY, quick=True, spawn=False)
+    import json
+
+    with jobs.connect() as con:
+        con.execute("UPDATE runs SET status='done', result=?, started=1, finished=2 WHERE id=?",
+                    (json.dumps(result), rid))
+    at = _page()
+    at.query_params["run"] = str(rid)
+    at.run()
+    assert not at.exception, at.exception
+    assert any(df.value.shape[0] == 3 for df in at.dataframe)            # one row per strategy
+    assert len(at.get("plotly_chart")) >= 4                             # picture, memory, vs K, vs batch
