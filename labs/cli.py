@@ -4,6 +4,7 @@
     python -m labs run full-ft --task sentiment --quick [--json] [--steps 100 --lr 3e-4 ...]
     python -m labs pretrain [--out DIR] [--steps N]
     python -m labs budget ...          (the VRAM calculator, see `python -m labs budget --help`)
+    python -m labs compare [--quick]   (every method on one task: the measured trade-off table)
 
 Bad arguments exit with status 2 and a message naming the argument and its allowed range.
 """
@@ -164,11 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("pretrain", help="train the bundled base model from scratch (deterministic)")
     pre.add_argument("--out", default=None, help="output folder (default: labs/base_model)")
     pre.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recorded run's)")
-    try:
-        from labs.budget import cli as budget_cli
-        budget_cli.register(sub)
+    from labs.budget import cli as budget_cli
+
+    budget_cli.register(sub)
+    try:  # `compare` (the measured trade-off table) lands with its own issue
+        from labs import compare
     except ImportError:
-        pass
+        compare = None
+    if compare is not None:
+        compare.register(sub)
     return parser
 
 
