@@ -229,3 +229,35 @@ LAB = Lab(
              "zh": "在 4 位基座和 fp32 基座上训练同一个 adapter，再做一次全量微调；比较准确率、每步耗时和按类别实测的"
                    "内存；最后用三种方式合并 4 位 adapter。"},
 )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The page's instant picture: one layer's data flow and a whole-model memory bar, from labs.budget
+# ---------------------------------------------------------------------------------------------------
+def flow_numbers(model: str, layer: str = "q_proj", r: int = 16, blocksize: int = 64, double_quant: bool = True) -> dict:
+    """Sizes on the arrows of one QLoRA linear of a real architecture (shapes from labs.budget presets)."""
+    from labs.budget.memory import quant_constant_bytes
+    from labs.budget.params import linear_shapes
+    from labs.budget.presets import get_arch
+
+    shapes = linear_shapes(get_arch(model))
+    if layer not in shapes:
+        raise ValueError(f"layer = {layer!r} is not allowed: allowed {', '.join(shapes)}")
+    out_f, in_f = shapes[layer]
+    n = out_f * in_f
+    return {"model": model, "layer": layer, "out": out_f, "in": in_f, "r": r, "codes_bytes": n // 2,
+            "scale_bytes": quant_constant_bytes(n, blocksize, double_quant), "bf16_tile_bytes": 2 * n,
+            "lora_params": r * (in_f + out_f), "lora_bytes_bf16": 2 * r * (in_f + out_f)}
+
+
+def memory_bars(model: str, r: int = 16, seq: int = 512, batch: int = 1, double_quant: bool = True) -> dict:
+    """labs.budget.estimate for a 16-bit base + LoRA and an NF4 base + LoRA (bf16-mixed, AdamW, checkpointing)."""
+    from labs.budget import estimate
+
+    out = {}
+    for name, method in (("lora_bf16", "lora"), ("qlora_nf4", "qlora")):
+        mb = estimate(model, method, rank=r, seq=seq, batch=batch, double_quant=double_quant)["memory_bytes"]
+        out[name] = {"frozen weights": mb["weights"], "quant constants": mb["quant_constants"],
+                     "adapter grads + optimizer": mb["gradients"] + mb["optimizer"],
+                     "activations": mb["activations"], "logits + overhead": mb["other"], "total": mb["total"]}
+    return out

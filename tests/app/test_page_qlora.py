@@ -1,0 +1,86 @@
+"""The QLoRA page: the flow diagram and memory picture's widgets, starting the lab, drawing a finished run."""
+import functools
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from labs import jobs
+
+PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "qlora.py")
+TINY = {"task": "facts", "variants": "qlora,lora", "steps": 2, "batch_size": 2, "eval_every": 2, "eval_limit": 16,
+        "r": 2}
+
+
+@pytest.fixture()
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def page(lang="en") -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["lang"] = lang
+    return at
+
+
+def total_gb(at, i: int) -> float:
+    return float(at.metric[i].value.split()[0])
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_renders_flow_and_memory(data_dir, lang):
+    at = page(lang).run()
+    assert not at.exception, at.exception
+    assert not at.error
+    lora16, qlora4 = total_gb(at, 0), total_gb(at, 1)
+    assert qlora4 < 48 < lora16                        # 65B: the NF4 bar falls under the 48 GB line
+    assert any("flashcards?card=qlora-" in m.value for m in at.markdown)
+
+
+def test_widgets_change_the_picture(data_dir):
+    at = page().run()
+    before = total_gb(at, 1)
+    at.checkbox(key="pic.dq").uncheck().run()
+    no_dq = total_gb(at, 1)
+    assert no_dq - before == pytest.approx(3.0, abs=0.4)    # ~3 GB of constants at 65B
+    at.select_slider(key="pic.seq").set_value(8192).run()
+    long_seq = total_gb(at, 1)
+    assert long_seq > no_dq                                 # activations grow with the sequence
+    at.selectbox(key="pic.model").set_value("llama-2-7b").run()
+    assert not at.exception and total_gb(at, 1) < long_seq / 2
+
+
+def test_bad_rank_is_an_error_naming_the_field(data_dir):
+    at = page().run()
+    at.number_input(key="pic.r").set_value(0).run()
+    assert not at.exception
+    assert any("**r**" in e.value and "1..1024" in e.value for e in at.error)
+
+
+def test_start_button_queues_a_run(data_dir, monkeypatch):
+    monkeypatch.setattr(jobs, "submit", functools.partial(jobs.submit, spawn=False))
+    at = page().run()
+    at.button(key="start.qlora").click().run()
+    assert not at.exception, at.exception
+    runs = jobs.list_runs("qlora")
+    assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["quant_type"] == "nf4"
+
+
+def test_finished_run_is_drawn(data_dir):
+    from labs.experiments import run_lab
+
+    result = run_lab("qlora", TINY)
+    rid = jobs.submit("qlora", TINY, spawn=False)
+    with jobs.connect() as con:
+        con.execute("UPDATE runs SET status='done', started=?, finished=?, result=? WHERE id=?",
+                    (1.0, 2.0, json.dumps(jobs._clean(result)), rid))
+    at = page()
+    at.query_params["run"] = str(rid)
+    at.run()
+    assert not at.exception, at.exception
+    tables = [df.value for df in at.dataframe]
+    assert list(tables[0].iloc[:, 0]) == ["qlora", "lora"]
+    assert len(tables[1]) == 4                             # unmerged + three merges
+    assert any("Paged optimizers" in i.value for i in at.info)
