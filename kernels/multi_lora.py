@@ -32,7 +32,6 @@ each loading only its adapter's weights by pointer offset, as Punica's kernels d
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from kernels._dispatch import use_triton
 
@@ -63,9 +62,10 @@ def _check_index(name: str, idx: torch.Tensor, n: int, K: int) -> None:
     if not isinstance(idx, torch.Tensor) or idx.dtype != torch.int64 or idx.shape != (n,):
         got = f"{idx.dtype} {tuple(idx.shape)}" if isinstance(idx, torch.Tensor) else type(idx).__name__
         raise ValueError(f"multi_lora: {name} must be an int64 tensor of shape ({n},), got {got}")
-    if n and (int(idx.min()) < -1 or int(idx.max()) >= K):
-        raise ValueError(f"multi_lora: {name} values in [{int(idx.min())}, {int(idx.max())}]; "
-                         f"allowed -1 (no adapter) .. {K - 1}")
+    if n:
+        lo, hi = (int(v) for v in torch.aminmax(idx))
+        if lo < -1 or hi >= K:
+            raise ValueError(f"multi_lora: {name} values in [{lo}, {hi}]; allowed -1 (no adapter) .. {K - 1}")
 
 
 def stack_adapters(As: list, Bs: list, scalings: list, r_max: int | None = None):
@@ -112,21 +112,28 @@ def bgmv_grouped_loop(x, A, B, idx, scaling) -> torch.Tensor:
 
 def bgmv_torch(x, A, B, idx, scaling) -> torch.Tensor:
     """Padded-grid BGMV: rows → slots of a (K, M, in) grid, two `bmm`s over all K adapters, rows back."""
-    valid = idx >= 0
-    if not bool(valid.all()):                                     # -1 rows: zero delta, computed on the rest
-        y = x.new_zeros(x.shape[0], B.shape[1])
-        if bool(valid.any()):
-            y[valid] = bgmv_torch(x[valid], A, B, idx[valid], scaling)
-        return y
     K = A.shape[0]
-    rank = F.one_hot(idx, K).cumsum(0).gather(1, idx[:, None]).squeeze(1) - 1   # (T,) position in its group
-    M = int(rank.max()) + 1                                       # largest group
-    slot = idx * M + rank                                         # (T,) row of the (K·M) grid
-    xp = x.new_zeros(K * M, x.shape[1]).index_copy_(0, slot, x)  # (K·M, in)
+    seen = [0] * K
+    slot_of_row = []                                              # (adapter, position within its group)
+    for a in idx.tolist():                                        # T small ints: cheaper in Python than 6 ops
+        slot_of_row.append((a, seen[a] if a >= 0 else -1))
+        if a >= 0:
+            seen[a] += 1
+    M = max(seen)                                                 # largest group
+    if M == 0:                                                    # every row is -1
+        return x.new_zeros(x.shape[0], B.shape[1])
+    rows = [t for t, (a, _) in enumerate(slot_of_row) if a >= 0]
+    slot = torch.tensor([a * M + j for a, j in slot_of_row if a >= 0], device=x.device)   # (T',)
+    full = len(rows) == x.shape[0]
+    rows_t = None if full else torch.tensor(rows, device=x.device)
+    xv = x if full else x.index_select(0, rows_t)                 # (T', in)
+    xp = x.new_zeros(K * M, x.shape[1]).index_copy_(0, slot, xv)  # (K·M, in)
     v = torch.bmm(xp.view(K, M, -1), A.transpose(1, 2))           # (K, M, r)   shrink
-    v = v * scaling.view(K, 1, 1)
-    yp = torch.bmm(v, B.transpose(1, 2))                          # (K, M, out) expand
-    return yp.view(K * M, -1).index_select(0, slot)               # (T, out)
+    v *= scaling.view(K, 1, 1)
+    yp = torch.bmm(v, B.transpose(1, 2)).view(K * M, -1)          # (K·M, out) expand
+    if full:
+        return yp.index_select(0, slot)                           # (T, out)
+    return x.new_zeros(x.shape[0], B.shape[1]).index_copy_(0, rows_t, yp.index_select(0, slot))  # -1 rows: 0
 
 
 def sgmv_torch(x, A, B, seg_starts, seg_adapter, scaling) -> torch.Tensor:
