@@ -27,25 +27,30 @@ from kernels.nf4 import dequantize_nf4, quantize_nf4  # noqa: E402
 
 
 def _interleaved(fns: dict, rounds: int, sync=lambda: None) -> dict:
-    """Run every fn once to warm up, then `rounds` interleaved rounds; return {name: [seconds]}."""
+    """Warm up, then `rounds` interleaved rounds; {name: [(wall s, process CPU s)]}.
+
+    CPU time (all threads of this process) is reported next to wall time because on a shared box
+    wall time mostly measures the neighbours; CPU time measures the work each side really did."""
     for f in fns.values():
         f()
     sync()
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             f()
             sync()
-            times[k].append(time.perf_counter() - t)
+            times[k].append((time.perf_counter() - t, time.process_time() - c))
     return times
 
 
 def _row(name, ours, theirs, target, better="lower"):
-    r = statistics.median(ours) / statistics.median(theirs)
+    med = lambda xs, i: statistics.median(x[i] for x in xs)  # noqa: E731
+    r = med(ours, 0) / med(theirs, 0)
     ok = r <= target if better == "lower" else r >= target
-    return {"op": name, "ours_ms": 1e3 * statistics.median(ours), "theirs_ms": 1e3 * statistics.median(theirs),
-            "ours_min_ms": 1e3 * min(ours), "theirs_min_ms": 1e3 * min(theirs), "ratio": r,
+    return {"op": name, "ours_ms": 1e3 * med(ours, 0), "theirs_ms": 1e3 * med(theirs, 0),
+            "ours_min_ms": 1e3 * min(x[0] for x in ours), "theirs_min_ms": 1e3 * min(x[0] for x in theirs),
+            "ratio": r, "cpu_ratio": med(ours, 1) / med(theirs, 1),
             "target": f"{'≤' if better == 'lower' else '≥'} {target}", "pass": ok}
 
 
@@ -70,6 +75,7 @@ def cpu_bench(rounds: int) -> dict:
             _row("quantize nf4 4096x4096 bf16, plain", t["ours_q_plain"], t["bnb_q_plain"], 0.5),
             _row("dequantize nf4 4096x4096 -> bf16", t["ours_d"], t["bnb_d"], 1.0)]
     return {"device": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "load_average": os.getloadavg()[0],
             "bit_exact_on_bench_tensor": exact, "bitsandbytes": bnb.__version__, "rows": rows}
 
 
@@ -201,7 +207,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--gpu", action="store_true", help="also run the CUDA benchmarks (needs a GPU)")
     ap.add_argument("--out", default=os.environ.get("OUT", ""), help="directory for results.json")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)     # bitsandbytes' C kernels keep their own OpenMP threads
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "python": platform.python_version(),
               "torch": torch.__version__}
     try:
@@ -214,9 +223,12 @@ def main():
         result["cpu"] = cpu_bench(args.rounds)
         print(f"CPU ({result['cpu']['device']}, {result['cpu']['threads']} threads, bitsandbytes "
               f"{result['cpu']['bitsandbytes']}, bit-exact: {result['cpu']['bit_exact_on_bench_tensor']})")
-        print(f"  {'op':45s} {'ours ms':>9s} {'bnb ms':>9s} {'ratio':>7s}  target  pass")
+        print(f"  {'op':45s} {'ours ms':>9s} {'bnb ms':>9s} {'ratio':>7s} {'cpu-time ratio':>14s}  target  pass")
         for r in result["cpu"]["rows"]:
-            print(f"  {r['op']:45s} {r['ours_ms']:9.1f} {r['theirs_ms']:9.1f} {r['ratio']:7.3f}  {r['target']:6s}  {r['pass']}")
+            print(f"  {r['op']:45s} {r['ours_ms']:9.1f} {r['theirs_ms']:9.1f} {r['ratio']:7.3f} {r['cpu_ratio']:14.3f}"
+                  f"  {r['target']:6s}  {r['pass']}")
+        print(f"  (medians of {args.rounds} interleaved rounds; load average {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} cores)")
     except ImportError as e:
         print(f"CPU comparison skipped: {e} (bitsandbytes is the oracle)")
     if args.gpu:

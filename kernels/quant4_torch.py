@@ -125,31 +125,32 @@ def quantize_4bit_fast(w: torch.Tensor, blocksize: int, quant_type: str) -> tupl
     flat = w.reshape(-1)
     n = flat.numel()
     full = n - n % blocksize
-    blocks = flat[:full].view(-1, blocksize)                                # (B, bs) input dtype
-    absmax = torch.maximum(blocks.amax(1).float(), blocks.amin(1).float().neg()).abs()  # (B,) exact
-    recip = 1.0 / absmax.clamp(min=_TINY)                                   # (B,)
     n_even = n + n % 2
     packed = torch.empty(n_even // 2, dtype=torch.uint8, device=w.device)
+    absmax = torch.empty(-(-n // blocksize), dtype=torch.float32, device=w.device)
     s = torch.empty(min(_CHUNK, n_even), dtype=torch.float32, device=w.device)   # reused per chunk
     for c0 in range(0, n_even, _CHUNK):
         c1 = min(c0 + _CHUNK, n_even)
         sc = s[:c1 - c0]
         f1 = min(c1, full)
         if f1 > c0:                                                         # whole blocks: w · (1/a)
-            torch.mul(blocks[c0 // blocksize:f1 // blocksize], recip[c0 // blocksize:f1 // blocksize, None],
-                      out=sc[:f1 - c0].view(-1, blocksize))
+            v = sc[:f1 - c0].view(-1, blocksize)                            # (b, bs) fp32
+            v.copy_(flat[c0:f1].view(-1, blocksize))                        # exact upcast, vectorized
+            am = torch.maximum(v.amax(1), v.amin(1).neg_()).abs_()          # (b,) = max |w|, exact
+            absmax[c0 // blocksize:f1 // blocksize] = am
+            v.mul_((1.0 / am.clamp_(min=_TINY))[:, None])
         if c1 > full:                                                       # the partial block: w / a
             tail = flat[full:].float()
-            tail_max = tail.abs().amax().clamp(min=_TINY)
+            tail_max = tail.abs().amax().clamp(min=_TINY)                   # stored clamped
+            absmax[-1] = tail_max
             torch.div(tail, tail_max, out=sc[full - c0:n - c0])
             sc[n - c0:] = 0.0                                               # odd n: the pad element
         cut_below = table.index_select(0, _keys(sc)).view(torch.float32).view(-1, 2)   # (c, 2)
-        code = (sc > cut_below[:, 0]).to(torch.uint8) + cut_below[:, 1].to(torch.uint8)
+        rank = cut_below[:, 1] + (sc > cut_below[:, 0])                 # (c,) fp32 rank in [0, 15]
         if quant_type == "fp4":
-            code = order[code.long()]
-        packed[c0 // 2:c1 // 2] = _pack(code)
-    if full < n:
-        absmax = torch.cat([absmax, tail_max[None]])
+            rank = order[rank.long()].float()
+        pairs = rank.view(-1, 2)                                            # (c/2, 2): element 2i, 2i+1
+        packed[c0 // 2:c1 // 2].copy_(torch.add(pairs[:, 1], pairs[:, 0], alpha=16))  # hi·16 + lo
     return packed, absmax
 
 
