@@ -18,3 +18,5 @@ timeout 240 "$PY" -m pytest -q tests/kernels -x -p no:cacheprovider 2>&1 | tail 
 # 2) Triton on the GPU vs the PyTorch reference, then the benchmarks (CPU ratios first if bnb exists)
 timeout 300 "$PY" bench/bench_kernels.py --gpu --rounds 3 --out "$OUT" 2>&1 | tee "$OUT/bench.txt"
 echo "results: $OUT/bench_kernels.json"
+# 3) multi-LoRA serving kernels (BGMV): batched vs per-adapter grouped loop vs per-request loop, K = 16 and 64
+timeout 180 "$PY" bench/bench_multi_lora.py --device cuda --adapters 16 64 --rounds 50 2>&1 | tee "$OUT/bench_multi_lora.txt"

@@ -262,10 +262,11 @@ def serve(srv: Server, strategy: str, tokens: torch.Tensor, adapters: list[int],
         else:
             parts = [[batch[i] for i in g] for g in _groups([adapters[i] for i in batch]).values()]
         for part in parts:
-            rows = torch.tensor(part)
+            rows = torch.tensor(part, device=tokens.device)
             if strategy == "batched":
                 slot = srv.cache.fetch([adapters[i] for i in part])
-                srv.route.mode, srv.route.rows = "multi", torch.tensor([slot[adapters[i]] for i in part])
+                srv.route.mode = "multi"
+                srv.route.rows = torch.tensor([slot[adapters[i]] for i in part], device=tokens.device)
                 out = _generate(srv, tokens[rows], prompt_len)
             else:
                 out = _run_group(srv, strategy, adapters[part[0]], tokens[rows], prompt_len)
