@@ -223,7 +223,7 @@ LAB = Lab(
     title={"en": "QLoRA vs LoRA vs full fine-tuning", "zh": "QLoRA、LoRA 与全量微调对比"},
     params=PARAMS,
     run=run,
-    quick={"steps": 40, "eval_every": 20},
+    quick={"steps": 40, "eval_every": 40},
     summary={"en": "Train the same adapter on a 4-bit and on an fp32 base, and fully fine-tune; compare accuracy, "
                    "time per step and measured memory by category; then merge the 4-bit adapter three ways.",
              "zh": "在 4 位基座和 fp32 基座上训练同一个 adapter，再做一次全量微调；比较准确率、每步耗时和按类别实测的"
