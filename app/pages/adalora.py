@@ -98,7 +98,8 @@ def picture(values: dict | None) -> None:
 def toy_panel(values: dict, sched: list[dict]) -> None:
     """Global top-b(t) on made-up scores: 6 toy matrices whose importance differs by matrix."""
     r0, steps = values["init_r"], values["steps"]
-    step = st.slider(t("ada.pic.toy_step"), 1, steps, min(steps, values["tinit"] + 1), key="ada.toy.step")
+    # the key carries T: a new range starts a new slider instead of clashing with a value beyond it
+    step = st.slider(t("ada.pic.toy_step"), 1, steps, min(steps, values["tinit"] + 1), key=f"ada.toy.step.{steps}")
     toy = schedule(steps, r0, values["target_r"], TOY_MATRICES, values["tinit"], values["tfinal"], values["deltaT"])
     budget = toy[step - 1]["budget"]
     g = torch.Generator().manual_seed(0)

@@ -7,7 +7,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 import yaml  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
@@ -39,6 +38,11 @@ def target_weights() -> tuple[dict, str | None]:
     return weights, note
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def picture_data(name: str, r: int, size: float, mag: float) -> dict:
+    return decomposition_picture(target_weights()[0][name], r, size, mag, seed=0)
+
+
 def flashcard_links(topic: str, limit: int = 5) -> None:
     path = ROOT / "content" / "cards" / f"{topic}.yaml"
     cards = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("cards", []) if path.exists() else []
@@ -61,7 +65,7 @@ def picture() -> None:
     size = c3.slider(t("dora.pic.size"), 0.0, 1.0, 0.2, 0.01, key="dora.pic.size",
                      help=t("dora.pic.size_help"))
     mag = c4.slider(t("dora.pic.mag"), -0.5, 0.5, 0.0, 0.01, key="dora.pic.mag", help=t("dora.pic.mag_help"))
-    pic = decomposition_picture(w0, r, size, mag, seed=0)
+    pic = picture_data(name, r, size, mag)
     st.caption(t("dora.pic.shape", name=name, out=w0.shape[0], inp=w0.shape[1]))
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("LoRA ΔM", f"{pic['lora'][0]:.4f}")

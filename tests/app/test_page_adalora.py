@@ -38,7 +38,8 @@ def test_schedule_widgets_shape_the_plot(data_dir, lang):
     assert not at.exception
     cap = _caption_with(at, "init_r × 8")             # 4 layers × (q_proj, v_proj) in the bundled model
     assert "= 96" in cap and "= 24" in cap
-    at.slider(key="ada.toy.step").set_value(at.slider(key="ada.toy.step").max).run()
+    toy = at.slider[0]
+    toy.set_value(toy.max).run()
     assert not at.exception
 
 

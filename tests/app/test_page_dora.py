@@ -1,7 +1,6 @@
 """DoRA page: the picture's widgets drive the metrics, the start button queues a run, and a finished run
 (a real tiny run of the lab) renders its accuracy table, ΔD–ΔM scatter and slopes."""
 import json
-import os
 from pathlib import Path
 
 import pytest
