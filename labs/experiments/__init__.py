@@ -66,9 +66,10 @@ def get_lab(lab_id: str) -> Lab:
 def run_lab(lab_id: str, values: dict | None = None, quick: bool = False, ctx: Context | None = None) -> dict:
     """Validate ``values`` and run the lab; the result always carries ``lab`` and ``params``."""
     lab = get_lab(lab_id)
-    from labs.device import pick_device
+    from labs.device import configure_threads, pick_device
 
     ctx = ctx or Context()
+    threads = configure_threads()
     params = lab.validate(values, quick=quick, on_gpu=pick_device(ctx.device).type == "cuda")
     result: dict[str, Any] = lab.run(params, ctx)
-    return {"lab": lab_id, "params": params, **result}
+    return {"lab": lab_id, "params": params, "torch_threads": threads, **result}
