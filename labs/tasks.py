@@ -7,6 +7,9 @@ among the task's possible answers would score.
 
 - ``sentiment``: "Review: the soup was not bland.\\nSentiment:" → " positive"/" negative".
   Negation flips the label, so keyword spotting alone tops out near 50% on negated reviews.
+- ``topic``: "Text: the striker ... the referee.\nTopic:" → one of four topics. Keyword evidence and no
+  negation: every method learns it within a few dozen steps, so it is the quick task for comparing
+  methods inside a one-minute CPU budget.
 - ``facts``: knowledge injection. 40 invented people each live in one of 10 cities. Training sees
   each fact in four phrasings; eval asks about the same facts in a fifth phrasing never trained on.
   Capacity matters here (rank, targets), which makes differences between methods visible.
@@ -90,7 +93,35 @@ def _facts(seed: int = 0) -> Task:
                 description="invented person → home city; eval in an unseen phrasing")
 
 
-TASKS = {"sentiment": _sentiment, "facts": _facts}
+TOPIC_WORDS = {
+    "sports": ["the striker", "a goal", "the referee", "the match", "the coach", "the stadium", "a penalty",
+               "the team", "the league", "the final whistle"],
+    "food": ["the soup", "a recipe", "the chef", "the bread", "the oven", "a spoon", "the salad", "the sauce",
+             "the kitchen", "the dessert"],
+    "weather": ["the rain", "a storm", "the forecast", "the wind", "the snow", "a cloud", "the sunshine",
+                "the thunder", "the fog", "the temperature"],
+    "music": ["the guitar", "a song", "the drummer", "the concert", "the melody", "the piano", "a chorus",
+              "the band", "the singer", "the rhythm"],
+}
+TOPIC_TEMPLATES = ["yesterday {a} and {b} were in the news", "everyone talked about {a} and {b}",
+                   "{a} was mentioned next to {b}", "a short note about {a} and {b}", "I read about {a}, then {b}"]
+
+
+def _topic(seed: int = 0) -> Task:
+    rng = random.Random(seed + 2)
+    rows = []
+    for topic, words in TOPIC_WORDS.items():
+        pairs = [(a, b) for a in words for b in words if a != b]
+        rng.shuffle(pairs)
+        for a, b in pairs[:60]:
+            text = rng.choice(TOPIC_TEMPLATES).format(a=a, b=b)
+            rows.append(Example(f"Text: {text}.\nTopic:", " " + topic))
+    rng.shuffle(rows)  # 4 topics × 60 = 240 texts
+    return Task("topic", train=rows[:180], eval=rows[180:], answers=[" " + t for t in TOPIC_WORDS],
+                description="short text → one of four topics (keyword evidence, no negation): the quick task")
+
+
+TASKS = {"sentiment": _sentiment, "facts": _facts, "topic": _topic}
 
 
 def get_task(name: str, seed: int = 0) -> Task:
