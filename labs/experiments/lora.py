@@ -58,6 +58,7 @@ PARAMS = [
     Param("batch_size", "int", 16, lo=1, hi=64, gpu_hi=512, help="examples per step"),
     Param("lora_dropout", "float", 0.0, lo=0.0, hi=0.9, help="dropout on the adapter input"),
     Param("eval_every", "int", 10, lo=1, hi=3000, help="steps between evals"),
+    Param("eval_limit", "int", 0, lo=0, hi=10000, help="eval examples per eval (0 = the whole eval split)"),
     Param("latency_repeats", "int", 15, lo=3, hi=200, help="timed forwards per model (median reported)"),
     Param("seed", "int", 0, lo=0, hi=2**31 - 1, help="random seed (same batches for every variant)"),
 ]
@@ -117,13 +118,14 @@ class Runner:
         self.base.to(self.device)
         self.probe = encode(tok, self.task.eval[:PROBE_EXAMPLES], self.device)
         self.base_logits = logits_of(base, self.probe)
-        self.n, self.done, self.t0 = n_variants, 0, time.perf_counter()
+        self.n, self.done, self.progress, self.t0 = n_variants, 0, 0.0, time.perf_counter()
 
     def emitter(self, series: str):
         def emit(event: dict) -> None:
             event = dict(event, series=series)
-            frac = (self.done + event.get("step", 0) / self.p["steps"]) / self.n
-            event["progress"] = min(1.0, frac)
+            if "step" in event:
+                self.progress = min(1.0, (self.done + event["step"] / self.p["steps"]) / self.n)
+            frac = event["progress"] = self.progress    # start/end events keep the last value
             if event.get("type") == "step":   # ETA for the whole lab, not just this variant
                 spent = time.perf_counter() - self.t0
                 event["eta"] = spent / max(frac, 1e-9) * (1 - frac)
@@ -149,7 +151,7 @@ class Runner:
 
         groups = (lora.loraplus_param_groups(model, p["lr"], v["ratio"]) if v["ratio"] != 1.0 else None)
         cfg = TrainConfig(steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], eval_every=p["eval_every"],
-                          seed=p["seed"], device=self.ctx.device)
+                          seed=p["seed"], device=self.ctx.device, eval_limit=p["eval_limit"] or None)
         res = train(model, self.tok, self.task, cfg, param_groups=groups, on_event=self.emitter(v["series"]),
                     should_stop=self.ctx.should_stop, hooks=Hooks(after_backward=after_backward))
         self.done += 1
@@ -265,7 +267,7 @@ def run(p: dict, ctx: Context) -> dict:
     base, tok = load_base()
     variants = plan(p)
     runner = Runner(p, ctx, base, tok, len(variants) + 1)   # +1: the merge check's share of progress
-    base_eval = evaluate(base, tok, runner.task)
+    base_eval = evaluate(base, tok, runner.task, limit=p["eval_limit"] or None)
     summaries, keep, keep_layers = [], None, -1
     for v in variants:
         summary, model = runner.variant(v)

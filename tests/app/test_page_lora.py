@@ -13,7 +13,7 @@ from labs import jobs
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "lora.py")
 TINY = {"part": "init", "task": "facts", "r": 2, "steps": 2, "batch_size": 2, "eval_every": 2,
-        "latency_repeats": 3}
+        "latency_repeats": 3, "eval_limit": 4}
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
 """Lab `lora` at tiny settings: the init findings hold exactly, merge is lossless, results are JSON, bad
 params name their field. One run of the init part (shared by the tests) on the bundled base model."""
+import copy
 import json
 import math
 
@@ -12,7 +13,18 @@ from labs.params import ParamError
 from labs.train import Cancelled
 
 TINY = {"part": "init", "task": "facts", "r": 4, "steps": 3, "batch_size": 4, "eval_every": 3,
-        "latency_repeats": 3, "lr": 1e-2}
+        "latency_repeats": 3, "lr": 1e-2, "eval_limit": 4}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cached_base():
+    """Load the bundled base once for the module; every run gets a fresh copy of it."""
+    from labs.base import load_base
+
+    model, tok = load_base()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(L, "load_base", lambda: (copy.deepcopy(model), tok))
+        yield
 
 
 @pytest.fixture(scope="module")
