@@ -14,6 +14,6 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("PEFTLAB_DATA_DIR", tempfile.mkdtemp(prefix="peftlab-test-data-"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
+from labs.device import configure_threads  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+configure_threads()  # the free cores, not more: oversubscribed threads make every test many times slower
