@@ -99,8 +99,10 @@ def train(model, tok, task: Task, cfg: TrainConfig, param_groups=None, on_event=
                 else contextlib.nullcontext())
     opt = make_optimizer(model, cfg, param_groups)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    from labs.methods import trainable_report  # counts a 4-bit weight's logical parameters, as peft does
+
+    report = trainable_report(model)
+    trainable, total = report["trainable"], report["total"]
 
     def run_eval(choices: bool = False) -> dict:
         with autocast:
