@@ -15,6 +15,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 from labs.params import ParamError
 
@@ -105,7 +106,10 @@ def cmd_run(args, extra: list[str]) -> int:
     progress = Progress(enabled=True)
     t0 = time.perf_counter()
     try:
-        result = run_lab(args.lab, values, quick=args.quick, ctx=Context(emit=progress, device=args.device))
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        result = run_lab(args.lab, values, quick=args.quick,
+                         ctx=Context(emit=progress, device=args.device, out_dir=args.out))
     except ParamError as err:
         return _fail(f"--{err.field.replace('_', '-')}: {err}")
     result["seconds"] = time.perf_counter() - t0
@@ -162,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object with the result")
     run.add_argument("--history", action="store_true", help="with --json: include every step event")
     run.add_argument("--device", choices=("cpu", "cuda"), default=None, help="force a device")
+    run.add_argument("--out", default=None, help="folder for the run's artifacts (e.g. adapter/ in PEFT format)")
     pre = sub.add_parser("pretrain", help="train the bundled base model from scratch (deterministic)")
     pre.add_argument("--out", default=None, help="output folder (default: labs/base_model)")
     pre.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recorded run's)")
