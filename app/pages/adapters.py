@@ -172,7 +172,7 @@ def render_result(run) -> None:
             for k, v in lat.items():
                 over_lora = v.get("overhead_vs_lora")
                 rows.append({t("ad.col_batch"): int(batch), t("ad.col_method"): SERIES.get(k, t("ad.base")),
-                             t("ad.ms_per_token"): v["ms_per_token"],
+                             t("ad.ms_per_token"): v["ms_per_token"], t("ad.col_cpu"): v.get("cpu_ms_per_token"),
                              t("ad.col_over_base"): f"{100 * v['overhead_vs_base']:+.1f}%",
                              t("ad.col_over_lora"): "—" if over_lora is None else f"{100 * over_lora:+.1f}%"})
         fig.update_layout(barmode="group", height=300, yaxis_title=t("ad.ms_per_token"),

@@ -131,6 +131,7 @@ def render_result(run) -> None:
         fig.update_layout(height=300, yaxis_title=t("sp.ms_per_token"), margin=dict(l=10, r=10, t=30, b=10))
         st.plotly_chart(fig, key=f"sp.lat.{run.id}")
         st.dataframe(pd.DataFrame([{t("sp.col_method"): label(k), t("sp.ms_per_token"): v["ms_per_token"],
+                                    t("sp.col_cpu"): v.get("cpu_ms_per_token"),
                                     t("sp.col_over_base"): f"{100 * v['overhead_vs_base']:+.1f}%",
                                     t("sp.col_over_ref"): f"{100 * v['overhead_vs_ref']:+.1f}%",
                                     t("sp.col_positions"): v["cache_len"], t("sp.col_extra"): v["extra_positions"],

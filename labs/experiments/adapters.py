@@ -32,6 +32,8 @@ from labs.train import Hooks, TrainConfig, train
 
 SERIES = {"houlsby": "Houlsby", "llama-adapter": "LLaMA-Adapter", "lora": "LoRA"}
 
+LORA_TARGETS = ["q_proj", "v_proj"]     # the LoRA paper's choice; merged, any targets cost nothing at inference
+
 PARAMS = [
     Param("task", "choice", "sentiment", choices=tuple(TASKS), help="which fine-tuning task"),
     Param("houlsby", "bool", True, help="train Houlsby adapters (after attention and after the MLP)"),
@@ -43,7 +45,7 @@ PARAMS = [
     Param("gate_init", "float", 0.0, lo=-1.0, hi=1.0, help="LLaMA-Adapter gate at step 0 (the paper: 0)"),
     Param("lr", "float", 2e-3, lo=1e-5, hi=1e-1, log=True, help="Houlsby learning rate (AdamW, cosine)"),
     Param("llama_lr", "float", 1e-2, lo=1e-5, hi=1e-1, log=True, help="LLaMA-Adapter learning rate"),
-    Param("lora_r", "int", 8, lo=1, hi=64, help="LoRA reference rank (all linear layers, alpha = 2r)"),
+    Param("lora_r", "int", 8, lo=1, hi=64, help="LoRA reference rank (q_proj and v_proj, alpha = 2r)"),
     Param("lora_lr", "float", 2e-3, lo=1e-5, hi=1e-1, log=True, help="LoRA reference learning rate"),
     Param("steps", "int", 150, lo=1, hi=400, gpu_hi=5000, help="optimizer steps per method"),
     Param("batch_size", "int", 16, lo=1, hi=64, gpu_hi=512, help="examples per step"),
@@ -84,7 +86,7 @@ def build(method: str, base, p: dict):
             for g in gates(model):
                 g.fill_(p["gate_init"])
         return model
-    return lora_method.apply(model, r=p["lora_r"], lora_alpha=2 * p["lora_r"])
+    return lora_method.apply(model, r=p["lora_r"], lora_alpha=2 * p["lora_r"], target_modules=LORA_TARGETS)
 
 
 def run(p: dict, ctx: Context) -> dict:

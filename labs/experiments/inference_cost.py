@@ -43,16 +43,17 @@ def decode_once(model, prefill: dict, new_tokens: int) -> dict:
     tokens = [int(nxt[0, 0])]                                                 # waits for the device
     prefill_s = time.perf_counter() - t0
     cache = cache_of(out)
-    per_token = []
+    per_token, cpu = [], []
     for _ in range(new_tokens):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = model(input_ids=nxt, use_cache=True, **{kw: cache})
         cache = cache_of(out)
         nxt = out.logits[:, -1].argmax(-1, keepdim=True)                      # (B, 1)
         tokens.append(int(nxt[0, 0]))                                         # waits for the device
         per_token.append(time.perf_counter() - t0)
-    return {"prefill_s": prefill_s, "per_token_s": per_token, "cache_len": int(cache.get_seq_length()),
-            "tokens": tokens}
+        cpu.append(time.process_time() - c0)      # CPU seconds of this process: robust when the machine is shared
+    return {"prefill_s": prefill_s, "per_token_s": per_token, "cpu_per_token_s": cpu,
+            "cache_len": int(cache.get_seq_length()), "tokens": tokens}
 
 
 def compare_decode(variants: dict[str, tuple[torch.nn.Module, Callable[[], dict]]], new_tokens: int,
@@ -67,6 +68,7 @@ def compare_decode(variants: dict[str, tuple[torch.nn.Module, Callable[[], dict]
         model.eval()
         decode_once(model, make(), min(new_tokens, 2))                       # warm-up: allocator, kernels
     steps: dict[str, list[float]] = {n: [] for n in variants}
+    cpu: dict[str, list[float]] = {n: [] for n in variants}
     prefill: dict[str, list[float]] = {n: [] for n in variants}
     last: dict[str, dict] = {}
     for _ in range(repeats):
@@ -75,6 +77,7 @@ def compare_decode(variants: dict[str, tuple[torch.nn.Module, Callable[[], dict]
                 raise Cancelled("cancelled while measuring latency")
             r = decode_once(model, make(), new_tokens)
             steps[name] += r["per_token_s"]
+            cpu[name] += r["cpu_per_token_s"]
             prefill[name].append(r["prefill_s"])
             last[name] = r
     out = {}
@@ -82,6 +85,7 @@ def compare_decode(variants: dict[str, tuple[torch.nn.Module, Callable[[], dict]
         q = statistics.quantiles(steps[name], n=4) if len(steps[name]) >= 2 else steps[name] * 3
         out[name] = {"ms_per_token": 1e3 * statistics.median(steps[name]),
                      "ms_per_token_q25": 1e3 * q[0], "ms_per_token_q75": 1e3 * q[-1],
+                     "cpu_ms_per_token": 1e3 * statistics.median(cpu[name]),
                      "prefill_ms": 1e3 * statistics.median(prefill[name]),
                      "cache_len": last[name]["cache_len"], "generated": last[name]["tokens"]}
     return out

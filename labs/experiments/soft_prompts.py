@@ -34,6 +34,8 @@ from labs.train import TrainConfig, train
 SOFT = ("prompt", "prefix", "ptuning-v2")
 SERIES = {"prompt": "prompt tuning", "prefix": "prefix tuning", "ptuning-v2": "P-tuning v2", "lora": "LoRA"}
 
+LORA_TARGETS = ["q_proj", "v_proj"]     # the LoRA paper's choice; merged, any targets cost nothing at inference
+
 PARAMS = [
     Param("task", "choice", "sentiment", choices=tuple(TASKS), help="which fine-tuning task"),
     Param("prompt", "bool", True, help="train prompt tuning (input embeddings only)"),
@@ -45,7 +47,7 @@ PARAMS = [
           help="prompt-tuning init: label words, random vocabulary rows, or N(0,1)"),
     Param("encoder_hidden_size", "int", 128, lo=1, hi=1024, gpu_hi=4096, help="P-tuning v2 MLP width h"),
     Param("lr", "float", 3e-2, lo=1e-5, hi=1.0, log=True, help="soft-prompt learning rate (AdamW, cosine)"),
-    Param("lora_r", "int", 8, lo=1, hi=64, help="LoRA reference rank (all linear layers, alpha = 2r)"),
+    Param("lora_r", "int", 8, lo=1, hi=64, help="LoRA reference rank (q_proj and v_proj, alpha = 2r)"),
     Param("lora_lr", "float", 2e-3, lo=1e-5, hi=1e-1, log=True, help="LoRA reference learning rate"),
     Param("steps", "int", 150, lo=1, hi=400, gpu_hi=5000, help="optimizer steps per method"),
     Param("batch_size", "int", 16, lo=1, hi=64, gpu_hi=512, help="examples per step"),
@@ -174,7 +176,8 @@ def run(p: dict, ctx: Context) -> dict:
     variants, models = {}, {}
     for i, method in enumerate(chosen):
         if method == "lora":
-            model = lora_method.apply(copy.deepcopy(base), r=p["lora_r"], lora_alpha=2 * p["lora_r"])
+            model = lora_method.apply(copy.deepcopy(base), r=p["lora_r"], lora_alpha=2 * p["lora_r"],
+                                      target_modules=LORA_TARGETS)
             lr = p["lora_lr"]
         else:
             model = build(method, base, tok, task, p)
