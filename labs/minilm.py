@@ -224,6 +224,29 @@ def double_quant_bits(mods: dict, blocksize: int) -> dict:
     return out
 
 
+def weight_names() -> list[str]:
+    """Encoder linear weights in the package's safetensors, layer order (no model is built: the page's picture)."""
+    from safetensors import safe_open
+
+    order = {e: i for i, e in enumerate(GROUPS["all"])}
+    kind = lambda n: next(e for e in GROUPS["all"] if n[:-len(".weight")].endswith(e)  # noqa: E731
+                          and not (e == "output.dense" and "attention.output" in n))
+    with safe_open(str(model_path() / "model.safetensors"), framework="pt") as f:
+        names = [k for k in f.keys() if k.startswith("encoder.layer.") and k.endswith(".weight")
+                 and any(k[:-len(".weight")].endswith(e) for e in GROUPS["all"])]
+    return sorted(names, key=lambda n: (int(n.split(".")[2]), order[kind(n)]))
+
+
+def load_weight(name: str) -> torch.Tensor:
+    from safetensors import safe_open
+
+    names = weight_names()
+    if name not in names:
+        raise KeyError(f"weight = {name!r} is not a MiniLM encoder linear: allowed e.g. {', '.join(names[:3])}")
+    with safe_open(str(model_path() / "model.safetensors"), framework="pt") as f:
+        return f.get_tensor(name).float()
+
+
 # ---------------------------------------------------------------------------------------------------
 # The NF4 lab on MiniLM (labs.experiments.nf4 calls this when model = "minilm")
 # ---------------------------------------------------------------------------------------------------
