@@ -117,6 +117,10 @@ def _curves(variants: list[dict], key: str) -> None:
     st.plotly_chart(fig, key=key)
 
 
+def _opt(x) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
 def _table(rows: list[dict]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
 
@@ -154,7 +158,8 @@ def _loraplus(res: dict, variants: list[dict], key: str) -> None:
     _curves(variants, f"{key}.lp")
     _table([{t("lora.col.variant"): v["series"], t("lora.col.mean_loss"): f"{v['mean_loss']:.4f}",
              t("lora.col.final_loss"): f"{v['final_eval_loss']:.4f}",
-             t("lab.accuracy"): f"{v['final_eval_accuracy']:.3f}"} for v in variants])
+             t("lab.accuracy"): f"{v['final_eval_accuracy']:.3f}",
+             t("lora.col.choice_acc"): _opt(v.get("final_choice_accuracy"))} for v in variants])
 
 
 def _targets(res: dict, variants: list[dict], key: str) -> None:
@@ -167,7 +172,8 @@ def _targets(res: dict, variants: list[dict], key: str) -> None:
     st.plotly_chart(fig, key=f"{key}.targets")
     _table([{"target_modules": v["target"], t("lora.col.layers"): v["lora_layers"],
              t("lora.col.trainable"): f"{v['trainable_params']:,}", "%": f"{v['trainable_percent']:.3f}",
-             t("lab.accuracy"): f"{v['final_eval_accuracy']:.3f}", t("lora.col.final_loss"): f"{v['final_eval_loss']:.4f}",
+             t("lab.accuracy"): f"{v['final_eval_accuracy']:.3f}", t("lora.col.choice_acc"): _opt(v.get("final_choice_accuracy")),
+             t("lora.col.final_loss"): f"{v['final_eval_loss']:.4f}",
              t("lora.col.sec_step"): f"{v['seconds_per_step']:.3f}"} for v in variants])
 
 

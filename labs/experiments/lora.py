@@ -166,6 +166,7 @@ class Runner:
             "step0_logit_diff": step0_diff,
             "step0_eval_loss": res["base"]["eval_loss"], "step0_eval_accuracy": res["base"]["eval_accuracy"],
             "final_eval_loss": res["final"]["eval_loss"], "final_eval_accuracy": res["final"]["eval_accuracy"],
+            "final_choice_accuracy": res["final"].get("choice_accuracy"),   # rank the task's answers; vs chance
             "eval_losses": [e["eval_loss"] for e in res["evals"]],
             "first_loss": losses[0], "final_loss": losses[-1], "mean_loss": sum(losses) / len(losses),
             "loss_curve": [round(x, 5) for x in losses],
@@ -247,7 +248,8 @@ def findings(variants: list[dict]) -> dict:
     if by("targets"):
         out["targets"] = {v["target"]: {k: v[k] for k in ("lora_layers", "trainable_params", "trainable_percent",
                                                          "final_eval_loss", "final_eval_accuracy",
-                                                         "seconds_per_step")} for v in by("targets")}
+                                                         "final_choice_accuracy", "seconds_per_step")}
+                          for v in by("targets")}
     return out
 
 
