@@ -80,3 +80,8 @@ rows = [pick(r) for r in _guide()["scenarios"]]
 st.table(pd.DataFrame(rows, columns=pick(_guide()["scenario_cols"])))
 st.subheader(g("tips_title"))
 st.markdown("\n".join(f"{i}. {tip}" for i, tip in enumerate(_guide()["tips"][lang()], 1)))
+
+# ── The trade-off table, measured (issue 12): ours vs the calculator at 7B/13B/70B vs the notes' claims ──
+from app.compare_view import compare_section  # noqa: E402
+
+compare_section()

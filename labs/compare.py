@@ -1,0 +1,410 @@
+"""The trade-off table, measured: every method on one task, one step budget, one seed.
+
+    for method in full, lora, qlora, dora, adalora, prompt, prefix, ptuning-v2, houlsby, llama-adapter:
+        model  = the method's own setup (the labs' helpers) on a fresh copy of the bundled base
+        result = labs.train.train(model, …)                      the ONE loop, same steps / batches / seed
+        memory = bytes of the real tensors: weights (+ 4-bit codes and quant constants), gradients and
+                 optimizer states at the step, and the activations one training forward saves for backward
+                 (torch.autograd.graph.saved_tensors_hooks, each storage once, parameters excluded);
+                 on CUDA also the peak allocated bytes
+    then every trained model decodes greedily with a KV cache, round-robin against the unmodified base,
+    merged where the method can merge (LoRA, DoRA, AdaLoRA, QLoRA → fp32): median ms per generated token.
+
+Learning rates differ per method, as PEFT practice does (soft prompts need ~10-30× full FT's); everything
+else is shared. "Lines of code" counts the non-blank lines of our method modules and the kernels they call,
+without comments and docstrings: a plain proxy for implementation complexity, nothing more.
+The 7B/13B/70B columns come from the calculator (`labs.budget.estimate`) with the same method settings.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "labs" / "data" / "compare"
+METHODS = ("full", "lora", "qlora", "dora", "adalora", "prompt", "prefix", "ptuning-v2", "houlsby", "llama-adapter")
+LABELS = {"full": "Full FT", "lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA", "adalora": "AdaLoRA",
+          "prompt": "Prompt tuning", "prefix": "Prefix tuning", "ptuning-v2": "P-tuning v2",
+          "houlsby": "Houlsby adapter", "llama-adapter": "LLaMA-Adapter"}
+# peak learning rate per method (AdamW, cosine): full FT's 1e-3 reaches 0.9+ on `facts`; the adapters need more
+LR = {"full": 1e-3, "lora": 5e-3, "qlora": 5e-3, "dora": 5e-3, "adalora": 5e-3, "prompt": 3e-2, "prefix": 3e-2,
+      "ptuning-v2": 1e-2, "houlsby": 5e-3, "llama-adapter": 1e-2}
+MERGEABLE = ("full", "lora", "qlora", "dora", "adalora")
+# our own code per method (paths from the repo root); kernels listed separately (CPU reference + Triton twin)
+CODE = {
+    "full": ((), ()),
+    "lora": (("labs/methods/lora.py", "labs/methods/inject.py", "labs/methods/fused.py"),
+             ("kernels/lora.py", "kernels/lora_triton.py")),
+    "qlora": (("labs/methods/qlora.py", "labs/methods/lora.py", "labs/methods/inject.py"),
+              ("kernels/nf4.py", "kernels/linear4bit.py", "kernels/quant4_torch.py", "kernels/codebooks.py",
+               "kernels/blockwise8.py", "kernels/quant4_triton.py")),
+    "dora": (("labs/methods/lora.py", "labs/methods/dora.py", "labs/methods/inject.py", "labs/methods/fused.py"),
+             ("kernels/lora.py", "kernels/lora_triton.py")),
+    "adalora": (("labs/methods/adalora.py", "labs/methods/inject.py", "labs/methods/fused.py"),
+                ("kernels/lora.py", "kernels/lora_triton.py")),
+    "prompt": (("labs/methods/prompts.py",), ()),
+    "prefix": (("labs/methods/prompts.py",), ()),
+    "ptuning-v2": (("labs/methods/prompts.py",), ()),
+    "houlsby": (("labs/methods/adapters.py",), ()),
+    "llama-adapter": (("labs/methods/adapters.py",), ()),
+}
+SCALE_MODELS = ("llama-2-7b", "llama-2-13b", "llama-2-70b")
+
+
+@dataclass
+class CompareConfig:
+    task: str = "facts"
+    steps: int = 100
+    batch_size: int = 16
+    seed: int = 0
+    eval_limit: int | None = None
+    new_tokens: int = 12
+    latency_repeats: int = 5
+    methods: tuple = METHODS
+    device: str | None = None
+    # method settings, shared with the 7B/13B/70B columns
+    r: int = 8
+    lora_alpha: float = 16.0
+    adalora_init_r: int = 12
+    num_virtual_tokens: int = 10
+    encoder_hidden_size: int = 128
+    bottleneck: int = 16
+    adapter_layers: int = 2
+    adapter_len: int = 10
+    lr: dict = field(default_factory=lambda: dict(LR))
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"methods = {list(self.methods)!r}: allowed a non-empty subset of {', '.join(METHODS)}")
+        if "full" not in self.methods:
+            raise ValueError("methods: 'full' is required, every other method is measured against it")
+        if self.steps < 4:
+            raise ValueError(f"steps = {self.steps}: allowed >= 4 (AdaLoRA's schedule needs a budgeting phase)")
+
+
+# ------------------------------------------------------------------------------------------------ setup
+def _lab_params(cfg: CompareConfig) -> dict:
+    """The keys the labs' `build` helpers read, filled from one config."""
+    return {"r": cfg.r, "lora_alpha": cfg.lora_alpha, "target_modules": "all-linear", "quant_type": "nf4",
+            "blocksize": 64, "double_quant": True, "seed": cfg.seed, "num_virtual_tokens": cfg.num_virtual_tokens,
+            "init": "text", "encoder_hidden_size": cfg.encoder_hidden_size, "bottleneck": cfg.bottleneck,
+            "adapter_layers": cfg.adapter_layers, "adapter_len": cfg.adapter_len, "gate_init": 0.0,
+            "lora_r": cfg.r}
+
+
+def adalora_schedule(steps: int) -> dict:
+    """Warm-up a tenth of the steps, prune over the middle, freeze the last fifth, update every 1/20."""
+    return {"tinit": steps // 10, "tfinal": steps // 5, "deltaT": max(1, steps // 20)}
+
+
+def build(method: str, base, tok, task, cfg: CompareConfig):
+    """(model, Hooks) for one method on a fresh copy of `base`, through the labs' own setup helpers."""
+    from labs.experiments import adapters as adapters_lab, qlora as qlora_lab, soft_prompts as soft_lab
+    from labs.methods import adalora as ada, hooks_for, lora as lora_method
+    from labs.train import Hooks
+
+    p = _lab_params(cfg)
+    if method in ("full", "lora", "qlora"):
+        return qlora_lab.build(method, base, p), Hooks()
+    if method == "dora":
+        model = copy.deepcopy(base)
+        torch.manual_seed(cfg.seed)                                 # the same A draw as LoRA's
+        return lora_method.apply(model, r=cfg.r, lora_alpha=cfg.lora_alpha, use_dora=True), Hooks()
+    if method == "adalora":
+        model = copy.deepcopy(base)
+        torch.manual_seed(cfg.seed)
+        ada.apply(model, total_step=cfg.steps, init_r=cfg.adalora_init_r, target_r=cfg.r,
+                  lora_alpha=cfg.lora_alpha, **adalora_schedule(cfg.steps))
+        return model, Hooks(**hooks_for(model))
+    if method in ("prompt", "prefix", "ptuning-v2"):
+        return soft_lab.build(method, copy.deepcopy(base), tok, task, p), Hooks()
+    return adapters_lab.build(method, base, p), Hooks()
+
+
+# ------------------------------------------------------------------------------------------------ measuring
+def activation_bytes(model, tok, task, batch_size: int, hooks) -> int:
+    """Bytes of the tensors one training forward (and its loss) saves for backward, each storage once;
+    parameters and buffers are excluded (they are counted as weights)."""
+    from labs.tasks import answer_metrics, encode
+
+    device = next(model.parameters()).device
+    owned = {t.untyped_storage().data_ptr() for t in list(model.parameters()) + list(model.buffers())}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        s = t.untyped_storage()
+        if s.data_ptr() not in owned:
+            seen[s.data_ptr()] = max(seen.get(s.data_ptr(), 0), s.nbytes())
+        return t
+
+    batch = encode(tok, task.train[:batch_size], device)
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        nll, count, _ = answer_metrics(logits, batch["labels"])
+        loss = nll.sum() / count.sum()
+        if hooks.extra_loss is not None:
+            loss = loss + hooks.extra_loss(model)
+    del loss, logits, nll
+    model.eval()
+    return sum(seen.values())
+
+
+def code_lines(paths) -> int:
+    """Non-blank lines that are neither comments nor docstrings, summed over `paths`."""
+    total = 0
+    for rel in paths:
+        src = (ROOT / rel).read_text(encoding="utf-8")
+        doc_lines: set[int] = set()
+        for node in ast.walk(ast.parse(src)):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                    and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                doc_lines.update(range(body[0].lineno, body[0].end_lineno + 1))
+        total += sum(1 for i, line in enumerate(src.splitlines(), 1)
+                     if line.strip() and not line.strip().startswith("#") and i not in doc_lines)
+    return total
+
+
+def _median_gap(marks: list[float], skip: set[int]) -> float:
+    """Median of consecutive differences of `marks` (one per step), leaving out the intervals in `skip`."""
+    gaps = [b - a for i, (a, b) in enumerate(zip(marks, marks[1:])) if i + 1 not in skip]
+    return statistics.median(gaps) if gaps else float("nan")
+
+
+def inference_plan(method: str, model, ids: torch.Tensor):
+    """(model, make_prefill) to time: merged into plain linears where the method can merge."""
+    from labs.experiments.soft_prompts import _prefill
+    from labs.methods import adalora as ada, inject, lora as lora_method, qlora
+
+    if method in ("prompt", "prefix", "ptuning-v2"):
+        return _prefill(method, model, ids)
+    if method in ("lora", "dora"):
+        model = lora_method.merge_and_unload(model)
+    elif method == "qlora":
+        qlora.merge(model, requantize=False)                     # dense fp32 (compute dtype) linears again
+    elif method == "adalora":
+        for name, m in ada.svd_layers(model).items():
+            m.merge()
+            inject.replace_module(model, name, m.base_layer)
+    return model, (lambda: {"input_ids": ids})
+
+
+def train_one(method: str, base, tok, task, cfg: CompareConfig, emit, should_stop) -> tuple[dict, object, object]:
+    from labs.experiments.qlora import memory_by_category
+    from labs.train import TrainConfig, train
+
+    model, hooks = build(method, base, tok, task, cfg)
+    marks: dict[str, list[float]] = {"wall": [time.perf_counter()], "cpu": [time.process_time()]}
+
+    def on_event(event: dict) -> None:
+        if event.get("type") == "step":
+            marks["wall"].append(time.perf_counter())
+            marks["cpu"].append(time.process_time())
+        emit(event)
+
+    tc = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr[method], eval_every=cfg.steps,
+                     eval_limit=cfg.eval_limit, seed=cfg.seed, device=cfg.device)
+    res = train(model, tok, task, tc, on_event=on_event, should_stop=should_stop, hooks=hooks)
+    mem = memory_by_category(model, res["memory"] or {})
+    weights = mem["weights"] + mem["trainable"]
+    act = activation_bytes(model, tok, task, cfg.batch_size, hooks)
+    memory = {"weights": weights, "quant_constants": mem["quant_constants"], "gradients": mem["gradients"],
+              "optimizer": mem["optimizer"], "activations": act}
+    memory["total"] = sum(memory.values())
+    method_files, kernel_files = CODE[method]
+    row = {"method": method, "label": LABELS[method], "lr": cfg.lr[method],
+           "trainable_params": res["trainable_params"], "total_params": res["total_params"],
+           "trainable_percent": 100.0 * res["trainable_params"] / res["total_params"],
+           "memory": memory, "peak_cuda_bytes": res.get("peak_cuda_bytes"),
+           "seconds_per_step": _median_gap(marks["wall"], set()),
+           "cpu_seconds_per_step": _median_gap(marks["cpu"], set()),
+           "train_seconds": res["train_seconds"], "base_accuracy": res["base"]["eval_accuracy"],
+           "accuracy": res["final"]["eval_accuracy"], "choice_accuracy": res["final"].get("choice_accuracy"),
+           "eval_loss": res["final"]["eval_loss"], "first_loss": res["history"][0]["loss"],
+           "last_loss": res["history"][-1]["loss"], "mergeable": method in MERGEABLE,
+           "code_lines": {"method": code_lines(method_files), "kernels": code_lines(kernel_files),
+                          "files": list(method_files + kernel_files)}}
+    if method == "qlora":
+        from labs.methods.qlora import base_bits
+        row["base_bits"] = base_bits(model)
+    return row, model, hooks
+
+
+def versions() -> dict:
+    import transformers
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+    try:
+        import triton
+        out["triton"] = triton.__version__
+    except ImportError:
+        out["triton"] = None
+    return out
+
+
+def run_compare(cfg: CompareConfig, emit=lambda e: None, should_stop=lambda: False) -> dict:
+    """Train every method in `cfg.methods`, then time decoding; returns the JSON-able comparison."""
+    from labs.base import load_base
+    from labs.device import describe, pick_device
+    from labs.experiments.inference_cost import compare_decode
+    from labs.tasks import encode, get_task
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    device = pick_device(cfg.device)
+    task = get_task(cfg.task)
+    base, tok = load_base()
+    n = len(cfg.methods)
+    rows, models = {}, {}
+    for i, method in enumerate(cfg.methods):
+        def tagged(event: dict, i=i, method=method) -> None:
+            done = {"start": 0.0, "end": 1.0}.get(event["type"], event.get("step", 0) / cfg.steps)
+            emit({**event, "series": LABELS[method], "progress": 0.9 * (i + done) / n})
+        rows[method], models[method], _ = train_one(method, base, tok, task, cfg, tagged, should_stop)
+    emit({"type": "phase", "phase": "latency", "progress": 0.9})
+    base.to(device).eval()
+    ids = encode(tok, task.eval[:1], device)["input_ids"]                      # (1, T): one request
+    plan = {"base": (base, lambda: {"input_ids": ids})}
+    for method, model in models.items():
+        plan[method] = inference_plan(method, model, ids)
+    lat = compare_decode(plan, cfg.new_tokens, cfg.latency_repeats, should_stop)
+    b = lat["base"]
+    for method, row in rows.items():
+        r = lat[method]
+        row["latency"] = {k: r[k] for k in ("ms_per_token", "ms_per_token_q25", "ms_per_token_q75", "cache_len")}
+        row["latency"]["overhead_vs_base"] = r["ms_per_token"] / b["ms_per_token"] - 1
+    full = rows["full"]
+    for row in rows.values():
+        row["memory_saving_vs_full"] = 1 - row["memory"]["total"] / full["memory"]["total"]
+        row["accuracy_vs_full"] = row["accuracy"] / full["accuracy"] if full["accuracy"] else None
+    return {"kind": "peft-lab compare", "task": cfg.task, "chance": task.chance, "device": str(device),
+            "device_name": describe(device), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(), "torch_threads": torch.get_num_threads(), "config": asdict(cfg),
+            "adalora_schedule": adalora_schedule(cfg.steps), "eval_examples": len(task.eval[:cfg.eval_limit]),
+            "base_latency": {k: b[k] for k in ("ms_per_token", "ms_per_token_q25", "ms_per_token_q75", "cache_len")},
+            "rows": [rows[m] for m in cfg.methods], "scale": scale_table(cfg),
+            "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+
+
+# ------------------------------------------------------------------------------------------------ at scale
+def budget_kwargs(method: str, cfg: CompareConfig) -> tuple[str, dict]:
+    """(labs.budget method name, keyword arguments) with the same settings as the measured run."""
+    if method in ("lora", "qlora", "dora"):
+        return method, {"rank": cfg.r}
+    if method == "adalora":
+        return method, {"rank": cfg.adalora_init_r}
+    if method == "prompt":
+        return method, {"n_tokens": cfg.num_virtual_tokens}
+    if method in ("prefix", "ptuning-v2"):
+        return "prefix", {"n_tokens": cfg.num_virtual_tokens, "prefix_projection": method == "ptuning-v2",
+                          "encoder_hidden": cfg.encoder_hidden_size}
+    if method == "houlsby":
+        return method, {"adapter_size": cfg.bottleneck, "train_layernorm": True}
+    if method == "llama-adapter":
+        return method, {"adapter_len": cfg.adapter_len, "adapter_layers": cfg.adapter_layers}
+    return "full", {}
+
+
+def scale_table(cfg: CompareConfig | None = None, models=SCALE_MODELS) -> dict:
+    """{model: {method: trainable %, memory GB by category, saving vs full}} from the calculator
+    (bf16-mixed, AdamW, full checkpointing, batch 1, seq 512: its defaults, stated on the page)."""
+    from labs.budget import estimate
+
+    cfg = cfg or CompareConfig()
+    out = {}
+    for model in models:
+        per = {}
+        for method in cfg.methods:
+            name, kw = budget_kwargs(method, cfg)
+            est = estimate(model, name, **kw)
+            per[method] = {"trainable_percent": est["trainable_percent"], "memory_gb": est["memory_gb"]}
+        full = per["full"]["memory_gb"]["total"]
+        for v in per.values():
+            v["memory_saving_vs_full"] = 1 - v["memory_gb"]["total"] / full
+        out[model] = per
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+QUICK = {"steps": 60, "latency_repeats": 3}
+
+
+def config_from_args(args) -> CompareConfig:
+    kw = {"task": args.task, **(QUICK if args.quick else {})}
+    if args.steps is not None:
+        kw["steps"] = args.steps
+    if args.device:
+        kw["device"] = args.device
+    return CompareConfig(**kw)
+
+
+def save(result: dict, path: Path | None = None) -> Path:
+    path = path or DATA / f"{result['task']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load_saved(task: str = "facts") -> dict | None:
+    path = DATA / f"{task}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def render(r: dict) -> str:
+    lines = [f"compare · task {r['task']} · {r['device_name']} · {r['config']['steps']} steps · "
+             f"{r['seconds']:.0f} s wall, {r['cpu_seconds']:.0f} s CPU",
+             f"{'method':16s} {'lr':>7s} {'trainable':>10s} {'%':>8s} {'mem KiB':>9s} {'saving':>7s} "
+             f"{'s/step':>7s} {'cpu/stp':>7s} {'ms/tok':>7s} {'overhd':>7s} {'acc':>6s} {'vs full':>7s} {'lines':>6s}"]
+    for row in r["rows"]:
+        lines.append(f"{row['label']:16s} {row['lr']:7.0e} {row['trainable_params']:10,d} "
+                     f"{row['trainable_percent']:8.3f} {row['memory']['total'] / 1024:9.0f} "
+                     f"{100 * row['memory_saving_vs_full']:6.1f}% {row['seconds_per_step']:7.3f} "
+                     f"{row['cpu_seconds_per_step']:7.3f} {row['latency']['ms_per_token']:7.2f} "
+                     f"{100 * row['latency']['overhead_vs_base']:6.1f}% {row['accuracy']:6.3f} "
+                     f"{100 * (row['accuracy_vs_full'] or 0):6.1f}% "
+                     f"{row['code_lines']['method'] + row['code_lines']['kernels']:6d}")
+    return "\n".join(lines)
+
+
+def cmd(args) -> int:
+    from labs.device import configure_threads
+    from labs.tasks import TASKS
+
+    if args.task not in TASKS:
+        print(f"error: --task = {args.task!r} is unknown: allowed {', '.join(TASKS)}", file=sys.stderr)
+        return 2
+    if args.steps is not None and not 4 <= args.steps <= 5000:
+        print(f"error: --steps = {args.steps} is out of range: allowed 4..5000", file=sys.stderr)
+        return 2
+    configure_threads()
+    result = run_compare(config_from_args(args))
+    if args.save:
+        result["saved_to"] = str(save(result).relative_to(ROOT))
+    print(json.dumps(result) if args.json else render(result))
+    return 0
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add `compare` to `python -m labs` (called by labs/cli.py)."""
+    p = subparsers.add_parser("compare", help="every method on one task and budget: the measured trade-off table")
+    p.add_argument("--task", default="facts", help="fine-tuning task (facts or sentiment)")
+    p.add_argument("--quick", action="store_true", help=f"the CPU default: {QUICK} (about 10 minutes on 2 cores)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps, the same for every method (4..5000)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="force a device")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--save", action="store_true", help="write the result to labs/data/compare/<task>.json")
+    p.set_defaults(func=cmd)
+    return p
