@@ -34,6 +34,8 @@ BIG_MODELS = ("llama-2-7b", "llama-2-13b", "llama-2-70b")
 SEQ_LEN = 128                    # the pretraining window length (labs.pretrain.PretrainConfig.seq_len)
 
 PARAMS = [
+    Param("model", "choice", "base", choices=("base", "minilm"),
+          help="bundled base (Llama) or all-MiniLM-L6-v2 (real pretrained BERT; labs.minilm)"),
     Param("blocksize", "choice", 64, choices=BLOCKSIZES, help="weights sharing one absmax scale"),
     Param("double_quant", "bool", True, help="store the block scales in 8 bits (QLoRA's double quantization)"),
     Param("layers", "choice", "all", choices=tuple(GROUPS), help="which linear layers to quantize"),
@@ -185,6 +187,10 @@ def sweep(mods: dict, double_quant: bool) -> list[dict]:
 # The lab
 # ---------------------------------------------------------------------------------------------------
 def run(p: dict, ctx: Context) -> dict:
+    if p["model"] == "minilm":   # same formats and checks on real pretrained weights; quality = embeddings
+        from labs.minilm import run_nf4
+
+        return run_nf4(p, ctx)
     from labs.base import load_base
     from labs.device import pick_device
     from labs.tasks import get_task
@@ -237,8 +243,8 @@ def run(p: dict, ctx: Context) -> dict:
     if p["bnb_check"]:
         tick("bitsandbytes")
     model_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    return {"device": str(device), "seconds": time.perf_counter() - t0, "blocksize": bs, "double_quant": dq,
-            "layers": p["layers"], "n_layers_quantized": len(mods), "quantized_params": sum(m.weight.numel() for m in mods.values()),
+    return {"model": "base", "device": str(device), "seconds": time.perf_counter() - t0, "blocksize": bs,
+            "double_quant": dq, "layers": p["layers"], "n_layers_quantized": len(mods), "quantized_params": sum(m.weight.numel() for m in mods.values()),
             "model_fp32_bytes": model_bytes, "baseline": baseline, "formats": formats, "double": double,
             "sweep": sweep_rows, "sweep_layers": list(first), "roundtrip": trip, "bnb": bnb,
             "task": p["task"], "eval_windows": int(windows.shape[0])}
