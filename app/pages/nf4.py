@@ -16,6 +16,8 @@ from plotly.subplots import make_subplots  # noqa: E402
 
 from app.i18n import lang, t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
+from app import minilm_view  # noqa: E402
+from labs import minilm as MINILM  # noqa: E402
 from labs.experiments import nf4 as N  # noqa: E402
 
 PAGE = "nf4"
@@ -23,14 +25,17 @@ COLORS = {"nf4": "#636efa", "fp4": "#ef553b", "int4": "#00cc96"}
 GB = 1e9
 
 
+MODELS = ("base", "minilm")   # the bundled Llama, or all-MiniLM-L6-v2 (labs.minilm)
+
+
 @st.cache_resource(show_spinner=False)
-def weight_names() -> list[str]:
-    return N.weight_names()
+def weight_names(model: str = "base") -> list[str]:
+    return MINILM.weight_names() if model == "minilm" else N.weight_names()
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def weight(name: str):
-    return N.load_weight(name)
+    return MINILM.load_weight(name) if name.startswith("encoder.layer.") else N.load_weight(name)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -59,14 +64,16 @@ def codebook_chart() -> None:
 
 def picture() -> None:
     codebook_chart()
+    model = st.radio(t("minilm.pic.model"), MODELS, horizontal=True, key="pic.model",
+                     format_func=lambda m: t(f"minilm.pic.model.{m}"))
     c1, c2 = st.columns(2)
     source = c1.selectbox(t("nf4.pic.source"), N.SOURCES, format_func=lambda s: t(f"nf4.src.{s}"), key="pic.source")
     try:
-        names = weight_names()
-    except (FileNotFoundError, OSError, ValueError) as err:
-        st.error(t("nf4.no_base", error=str(err)))
+        names = weight_names(model)
+    except (FileNotFoundError, OSError, ValueError, ImportError) as err:
+        st.error(t("minilm.no_model" if model == "minilm" else "nf4.no_base", error=str(err)))
         return
-    name = c2.selectbox(t("nf4.pic.matrix"), names, key="pic.matrix",
+    name = c2.selectbox(t("nf4.pic.matrix"), names, key="pic.matrix" if model == "base" else f"pic.matrix.{model}",
                         format_func=lambda n: f"{n} ({'×'.join(map(str, weight(n).shape))})")
     c3, c4, c5 = st.columns(3)
     blocksize = c3.select_slider(t("nf4.pic.blocksize"), N.BLOCKSIZES, value=64, key="pic.blocksize")
@@ -199,6 +206,10 @@ def render_result(run) -> None:
         st.warning(t("nf4.res.empty"))
         return
     key = f"nf4.res.{run.id}"
+    if res.get("model") == "minilm":
+        minilm_view.render_nf4(res, key)
+        return
+    minilm_view.model_caption(res)
     st.caption(t("nf4.res.header", n=res["n_layers_quantized"], params=res["quantized_params"], layers=res["layers"],
                  bs=res["blocksize"], dq=res["double_quant"], windows=res["eval_windows"], device=res["device"],
                  seconds=res["seconds"]))
@@ -235,6 +246,9 @@ with left:
     picture()
 concept_section(PAGE, "lab")
 lab_panel("nf4", render_result=render_result)
+st.subheader(t("minilm.cls.section"))
+st.markdown(t("minilm.cls.intro"))
+lab_panel("minilm-cls", render_result=minilm_view.render_cls)
 concept_section(PAGE, "seen")
 concept_section(PAGE, "interview")
 card_links()
