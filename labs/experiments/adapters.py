@@ -162,7 +162,7 @@ LAB = Lab(
     title={"en": "Adapters: Houlsby vs LLaMA-Adapter vs LoRA", "zh": "Adapter：Houlsby、LLaMA-Adapter 与 LoRA"},
     params=PARAMS,
     run=run,
-    quick={"steps": 50, "eval_every": 25, "eval_limit": 96, "latency_repeats": 3, "new_tokens": 12},
+    quick={"steps": 40, "eval_every": 20, "eval_limit": 64, "latency_repeats": 3, "new_tokens": 12},
     summary={"en": "Serial bottleneck adapters, zero-gated prompts and LoRA on one task: parameters by formula, "
                    "accuracy, curves, the gates opening from 0, and the measured per-token latency vs the base "
                    "and a merged LoRA.",

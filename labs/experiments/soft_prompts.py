@@ -237,7 +237,7 @@ LAB = Lab(
     title={"en": "Soft prompts: prompt vs prefix vs P-tuning v2", "zh": "软提示：Prompt、Prefix 与 P-tuning v2"},
     params=PARAMS,
     run=run,
-    quick={"steps": 50, "eval_every": 25, "eval_limit": 96, "latency_repeats": 3, "new_tokens": 12},
+    quick={"steps": 40, "eval_every": 20, "eval_limit": 64, "latency_repeats": 3, "new_tokens": 12},
     summary={"en": "Three soft-prompt methods and a LoRA reference on one task: parameters by formula, accuracy, "
                    "curves, and the measured per-token cost of the extra key/values vs a merged LoRA.",
              "zh": "在同一任务上训练三种软提示方法和一个 LoRA 参照：按公式核对参数量、准确率与曲线，"
