@@ -12,8 +12,8 @@ from labs.tasks import TASKS, get_task
 from labs.train import TrainConfig, train
 
 PARAMS = [
-    Param("task", "choice", "sentiment", choices=tuple(TASKS), help="which fine-tuning task"),
-    Param("steps", "int", 250, lo=1, hi=400, gpu_hi=5000, help="optimizer steps"),
+    Param("task", "choice", "facts", choices=tuple(TASKS), help="which fine-tuning task"),
+    Param("steps", "int", 200, lo=1, hi=400, gpu_hi=5000, help="optimizer steps"),
     Param("batch_size", "int", 16, lo=1, hi=64, gpu_hi=512, help="examples per step"),
     Param("lr", "float", 1e-3, lo=1e-6, hi=1e-1, log=True, help="peak learning rate (AdamW, cosine)"),
     Param("eval_every", "int", 50, lo=1, hi=1000, help="steps between evals"),
