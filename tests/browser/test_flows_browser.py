@@ -68,3 +68,23 @@ def test_cancel_a_running_lab(server, page):
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text(re.compile(r"Run #\d+ was cancelled")).wait_for(timeout=60_000)
     assert_no_exception(page, "lora lab cancelled")
+
+
+def test_killed_worker_is_shown_failed_and_the_app_keeps_serving(server, page):
+    import os
+    import signal
+
+    from labs import jobs
+
+    os.environ["PEFTLAB_DATA_DIR"] = str(server["data"])
+    _start_lab(page, server, "qlora")
+    page.wait_for_selector('[data-testid="stProgress"]', timeout=300_000)
+    run = jobs.list_runs("qlora", limit=1)[0]
+    with jobs.connect() as con:
+        pid = con.execute("SELECT worker_pid FROM runs WHERE id=?", (run.id,)).fetchone()[0]
+    os.kill(pid, signal.SIGKILL)
+    page.get_by_text(re.compile(rf"Run #{run.id} failed: .*SIGKILL")).wait_for(timeout=60_000)
+    assert_no_exception(page, "qlora after the worker was killed")
+    page.goto(f"{server['url']}/")
+    wait_idle(page)
+    assert_no_exception(page, "home after a killed worker")
