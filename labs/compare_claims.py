@@ -46,12 +46,13 @@ def _range(value: float, lo_hi) -> str:
 
 
 def complexity_stars(rows: list[dict]) -> dict[str, int]:
-    """1..3 by tercile of total lines (method + kernels) among the PEFT methods (full FT excluded: 1)."""
-    peft = sorted((r["code_lines"]["method"] + r["code_lines"]["kernels"], r["method"])
-                  for r in rows if r["method"] != "full")
+    """1..3 by tercile of total lines (method + kernels) among the PEFT methods (full FT: 1, it adds no code).
+    A method's position is the number of methods with strictly fewer lines, so equal counts share a star."""
+    lines = {r["method"]: r["code_lines"]["method"] + r["code_lines"]["kernels"] for r in rows if r["method"] != "full"}
     out = {"full": 1}
-    for i, (_, m) in enumerate(peft):
-        out[m] = 1 + (3 * i) // max(len(peft), 1)
+    for m, n in lines.items():
+        below = sum(1 for x in lines.values() if x < n)
+        out[m] = 1 + (3 * below) // max(len(lines), 1)
     return out
 
 

@@ -13,7 +13,7 @@ from labs.tasks import TASKS
 
 PARAMS = [
     Param("task", "choice", "facts", choices=tuple(TASKS), help="fine-tuning task, the same for every method"),
-    Param("steps", "int", 100, lo=4, hi=200, gpu_hi=5000, help="optimizer steps, the same for every method"),
+    Param("steps", "int", 200, lo=4, hi=400, gpu_hi=5000, help="optimizer steps, the same for every method"),
     Param("batch_size", "int", 16, lo=1, hi=64, gpu_hi=512, help="examples per step"),
     Param("latency_repeats", "int", 5, lo=1, hi=50, help="generations per method for the latency median"),
     Param("new_tokens", "int", 12, lo=1, hi=128, help="tokens generated per latency measurement"),

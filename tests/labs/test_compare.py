@@ -121,3 +121,27 @@ def test_cli_rejects_bad_arguments(capsys):
     assert "--task" in capsys.readouterr().err
     assert main(["compare", "--steps", "1"]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def test_equal_line_counts_share_a_star():
+    rows = [_row("full", lines=0)] + [_row(m, lines=10) for m in ("prompt", "prefix", "ptuning-v2")] + \
+        [_row("lora", lines=50), _row("qlora", lines=90), _row("dora", lines=60)]
+    stars = complexity_stars(rows)
+    assert stars["prompt"] == stars["prefix"] == stars["ptuning-v2"] == 1
+    assert stars["qlora"] == 3
+
+
+def test_lab_rejects_bad_params_naming_the_field():
+    from labs.experiments import get_lab
+    from labs.params import ParamError
+
+    lab = get_lab("compare")
+    from labs.compare import QUICK
+
+    assert lab.validate({}, quick=True)["steps"] == QUICK["steps"]
+    with pytest.raises(ParamError) as err:
+        lab.validate({"steps": 1}, quick=True)
+    assert err.value.field == "steps" and "4..400" in str(err.value)
+    with pytest.raises(ParamError) as err:
+        lab.validate({"task": "nope"})
+    assert err.value.field == "task"
