@@ -272,7 +272,11 @@ def run_compare(cfg: CompareConfig, emit=lambda e: None, should_stop=lambda: Fal
     for i, method in enumerate(cfg.methods):
         def tagged(event: dict, i=i, method=method) -> None:
             done = {"start": 0.0, "end": 1.0}.get(event["type"], event.get("step", 0) / cfg.steps)
-            emit({**event, "series": LABELS[method], "progress": 0.9 * (i + done) / n})
+            frac = 0.9 * (i + done) / n                          # training ≈ 90% of the run, latency the rest
+            event = {**event, "series": LABELS[method], "progress": frac}
+            if event["type"] == "step":                          # whole-run ETA, not this method's
+                event["eta"] = (time.perf_counter() - t0) / max(frac, 1e-9) * (1 - frac)
+            emit(event)
         rows[method], models[method], _ = train_one(method, base, tok, task, cfg, tagged, should_stop)
     emit({"type": "phase", "phase": "latency", "progress": 0.9})
     base.to(device).eval()
@@ -339,7 +343,7 @@ def scale_table(cfg: CompareConfig | None = None, models=SCALE_MODELS) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-QUICK = {"steps": 100, "latency_repeats": 3}
+QUICK = {"steps": 150, "latency_repeats": 3}
 
 
 def config_from_args(args) -> CompareConfig:
@@ -400,7 +404,7 @@ def cmd(args) -> int:
 def register(subparsers) -> argparse.ArgumentParser:
     """Add `compare` to `python -m labs` (called by labs/cli.py)."""
     p = subparsers.add_parser("compare", help="every method on one task and budget: the measured trade-off table")
-    p.add_argument("--task", default="facts", help="fine-tuning task (facts or sentiment)")
+    p.add_argument("--task", default="facts", help="fine-tuning task (default facts; see `python -m labs list`)")
     p.add_argument("--quick", action="store_true", help=f"the CPU default: {QUICK} (about 10 minutes on 2 cores)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps, the same for every method (4..5000)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="force a device")
