@@ -33,11 +33,14 @@ async def idle(pg) -> None:
     await pg.wait_for_function(IDLE_JS, timeout=300_000, polling=100)
 
 
-async def session(browser, url: str, rounds: int, times: list, errors: list, k: int) -> None:
+async def session(browser, url: str, rounds: int, times: list, errors: list, k: int, pages: list,
+                  deadline: float) -> None:
     ctx = await browser.new_context(viewport={"width": 1200, "height": 900})
     pg = await ctx.new_page()
     for r in range(rounds):
-        for name in PAGES[k % len(PAGES):] + PAGES[:k % len(PAGES)]:  # sessions start on different pages
+        for name in pages[k % len(pages):] + pages[:k % len(pages)]:  # sessions start on different pages
+            if time.perf_counter() > deadline:
+                break
             t0 = time.perf_counter()
             try:
                 await pg.goto(f"{url}/{name}", timeout=300_000)
@@ -62,7 +65,7 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
-async def main(n: int, rounds: int) -> dict:
+async def main(n: int, rounds: int, pages: list | None = None, max_seconds: float = 1e9) -> dict:
     from playwright.async_api import async_playwright
 
     data = Path(tempfile.mkdtemp(prefix="peftlab-load-"))
@@ -78,7 +81,9 @@ async def main(n: int, rounds: int) -> dict:
     try:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            await asyncio.gather(*(session(browser, url, rounds, times, errors, k) for k in range(n)))
+            deadline = time.perf_counter() + max_seconds   # visits stop starting after this; partial stats
+            await asyncio.gather(*(session(browser, url, rounds, times, errors, k, pages or PAGES, deadline)
+                                   for k in range(n)))
             await browser.close()
         during = jobs.get_run(rid).status
         while jobs.get_run(rid).status in ("queued", "running"):
@@ -104,8 +109,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--pages", default=None, help="comma list of url paths (default: every page; '' = home)")
+    ap.add_argument("--max-seconds", type=float, default=1e9, help="stop starting new visits after this")
     a = ap.parse_args()
-    res = asyncio.run(main(a.sessions, a.rounds))
+    pages = None if a.pages is None else [p.strip() for p in a.pages.split(",")]
+    res = asyncio.run(main(a.sessions, a.rounds, pages, a.max_seconds))
     print(f"{res['sessions']} sessions × {res['rounds']} round(s): {res['visits']} page visits in "
           f"{res['wall_seconds']:.0f} s; time to idle p50 {res['p50']:.2f} s, p95 {res['p95']:.2f} s, "
           f"max {res['max']:.2f} s; errors: {len(res['errors'])}; lab {res['lab']['final_status']}")
