@@ -44,3 +44,19 @@ def concept_page_without_lab(page_id: str, title_key: str, issue: int) -> None:
         if section in ("picture", "seen"):
             continue  # these describe the interactive picture and lab results, which are not built yet
         concept_section(page_id, section)
+
+
+def related_cards(match, title_key: str, unavailable_key: str, subheader: bool = False, limit: int = 12) -> None:
+    """Links to the flashcards a concept page relates to (``match(card) -> bool``), opened with ``?card=``."""
+    try:
+        from app.study.cards import load_deck
+
+        cards = [c for c in load_deck().cards.values() if match(c)]
+    except (OSError, ValueError) as err:
+        st.warning(t(unavailable_key, error=str(err)))
+        return
+    if subheader:
+        st.subheader(t(title_key))
+    else:
+        st.markdown(f"**{t(title_key)}**")
+    st.markdown("\n".join(f"- [{c.id}](/flashcards?card={c.id}) — {c.q(lang())}" for c in cards[:limit]))

@@ -19,7 +19,7 @@ import streamlit as st  # noqa: E402
 
 from app.i18n import lang, t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
-from app.ui import concept_section  # noqa: E402
+from app.ui import concept_section, related_cards  # noqa: E402
 from labs.experiments.adapters import SERIES, formula  # noqa: E402
 from labs.experiments.inference_cost import model_configs  # noqa: E402
 
@@ -182,16 +182,7 @@ def render_result(run) -> None:
 
 
 def card_links() -> None:
-    try:
-        from app.study.cards import load_deck
-
-        cards = [c for c in load_deck().cards.values() if c.topic == PAGE]
-    except (OSError, ValueError) as err:
-        st.warning(t("ad.cards_unavailable", error=str(err)))
-        return
-    lg = lang()
-    st.subheader(t("ad.cards"))
-    st.markdown("\n".join(f"- [{c.id}](/flashcards?card={c.id}) — {c.q(lg)}" for c in cards[:12]))
+    related_cards(lambda c: c.topic == PAGE, "ad.cards", "ad.cards_unavailable", subheader=True)
 
 
 st.title(t("page.adapters"))

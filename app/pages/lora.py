@@ -5,7 +5,7 @@ weights (labs.experiments.lora's picture functions); every number under the lab 
 """
 from __future__ import annotations
 
-from app.ui import concept_section  # first: puts the repo root on sys.path
+from app.ui import concept_section, related_cards  # first: puts the repo root on sys.path
 
 import math  # noqa: E402
 
@@ -208,16 +208,7 @@ def render_result(run) -> None:
 
 
 def card_links() -> None:
-    try:
-        from app.study.cards import load_deck
-
-        cards = [c for c in load_deck().cards.values() if c.page == PAGE or c.lab == "lora"]
-    except (OSError, ValueError) as err:
-        st.warning(t("lora.cards_unavailable", error=str(err)))
-        return
-    lg = lang()
-    st.markdown(f"**{t('lora.cards')}**")
-    st.markdown("\n".join(f"- [{c.id}](/flashcards?card={c.id}) — {c.q(lg)}" for c in cards[:12]))
+    related_cards(lambda c: c.page == PAGE or c.lab == "lora", "lora.cards", "lora.cards_unavailable")
 
 
 st.title(t("page.lora"))

@@ -5,7 +5,7 @@ own kernels on every rerun; the lab's numbers come from a run (labs.experiments.
 """
 from __future__ import annotations
 
-from app.ui import concept_section  # first: puts the repo root on sys.path
+from app.ui import concept_section, related_cards  # first: puts the repo root on sys.path
 
 from math import erf, sqrt  # noqa: E402
 
@@ -221,16 +221,7 @@ def render_result(run) -> None:
 
 
 def card_links() -> None:
-    try:
-        from app.study.cards import load_deck
-
-        cards = [c for c in load_deck().cards.values() if c.page == PAGE or c.lab == PAGE]
-    except (OSError, ValueError) as err:
-        st.warning(t("nf4.cards_unavailable", error=str(err)))
-        return
-    lg = lang()
-    st.markdown(f"**{t('nf4.cards')}**")
-    st.markdown("\n".join(f"- [{c.id}](/flashcards?card={c.id}) — {c.q(lg)}" for c in cards[:12]))
+    related_cards(lambda c: c.page == PAGE or c.lab == PAGE, "nf4.cards", "nf4.cards_unavailable")
 
 
 st.title(t("page.nf4"))

@@ -5,7 +5,7 @@ The picture's sizes come from labs.budget for a real architecture; the lab's num
 """
 from __future__ import annotations
 
-from app.ui import concept_section  # first: puts the repo root on sys.path
+from app.ui import concept_section, related_cards  # first: puts the repo root on sys.path
 
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
@@ -154,16 +154,7 @@ def render_result(run) -> None:
 
 
 def card_links() -> None:
-    try:
-        from app.study.cards import load_deck
-
-        cards = [c for c in load_deck().cards.values() if c.page == PAGE or c.lab == PAGE]
-    except (OSError, ValueError) as err:
-        st.warning(t("qlora.cards_unavailable", error=str(err)))
-        return
-    lg = lang()
-    st.markdown(f"**{t('qlora.cards')}**")
-    st.markdown("\n".join(f"- [{c.id}](/flashcards?card={c.id}) — {c.q(lg)}" for c in cards[:12]))
+    related_cards(lambda c: c.page == PAGE or c.lab == PAGE, "qlora.cards", "qlora.cards_unavailable")
 
 
 st.title(t("page.qlora"))
