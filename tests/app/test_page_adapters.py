@@ -14,12 +14,6 @@ TINY = {"steps": 2, "eval_every": 2, "eval_limit": 8, "batch_size": 2, "bottlene
         "adapter_len": 2, "lora_r": 1, "latency_batch": 2, "new_tokens": 1, "latency_repeats": 1}
 
 
-@pytest.fixture()
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
-    return tmp_path
-
-
 def page(lang="en") -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.session_state["lang"] = lang

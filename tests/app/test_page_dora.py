@@ -11,12 +11,6 @@ TINY = {"task": "facts", "r": 2, "target_modules": "q_proj,v_proj", "steps": 2, 
         "checkpoints": 2, "eval_limit": 8}
 
 
-@pytest.fixture()
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
-    return tmp_path
-
-
 def _page(lang="en") -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.session_state["lang"] = lang

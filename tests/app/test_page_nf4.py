@@ -12,12 +12,6 @@ PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "nf4.py")
 TINY = {"layers": "attention", "eval_windows": 4, "task": "none", "bnb_check": False}
 
 
-@pytest.fixture()
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
-    return tmp_path
-
-
 def page(lang="en") -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.session_state["lang"] = lang

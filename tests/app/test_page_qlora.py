@@ -13,12 +13,6 @@ TINY = {"task": "facts", "variants": "qlora,lora", "steps": 2, "batch_size": 2, 
         "r": 2}
 
 
-@pytest.fixture()
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
-    return tmp_path
-
-
 def page(lang="en") -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.session_state["lang"] = lang

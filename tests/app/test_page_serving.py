@@ -10,12 +10,6 @@ TINY = {"adapters": 4, "r": 2, "batch_size": 2, "requests": 4, "prompt_len": 4, 
         "cache_slots": 2, "sweep": True}
 
 
-@pytest.fixture()
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
-    return tmp_path
-
-
 def _page(lang="en") -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.session_state["lang"] = lang

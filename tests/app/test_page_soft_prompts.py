@@ -13,12 +13,6 @@ TINY = {"steps": 1, "eval_every": 1, "eval_limit": 8, "batch_size": 2, "num_virt
         "encoder_hidden_size": 4, "lora_r": 1, "new_tokens": 1, "latency_repeats": 1}
 
 
-@pytest.fixture()
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
-    return tmp_path
-
-
 def page(lang="en") -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.session_state["lang"] = lang
