@@ -1,6 +1,7 @@
 """One dispatch rule for every op in `kernels/`.
 
     Triton  if the tensor lives on CUDA and `triton` imports,
+    C       for the few CPU ops with a fused native loop (`use_native`), when a C compiler built it,
     PyTorch otherwise.
 
 Tests force the Triton path on CPU by setting `PEFTLAB_FORCE_TRITON=1` together with
@@ -14,6 +15,8 @@ import functools
 import os
 
 import torch
+
+from kernels._native import OFF_ENV as NATIVE_OFF_ENV   # PyTorch instead of the C loop on CPU
 
 FORCE_ENV = "PEFTLAB_FORCE_TRITON"
 TORCH_ENV = "PEFTLAB_FORCE_TORCH"      # benchmarks: the PyTorch path even on CUDA, to compare the two
@@ -46,3 +49,13 @@ def use_triton(t: torch.Tensor) -> bool:
             )
         return triton_available()
     return t.is_cuda and triton_available()
+
+
+def use_native(t: torch.Tensor) -> bool:
+    """CPU tensors: the fused C loop (kernels/_native.py) when it built; `PEFTLAB_NO_NATIVE=1` or
+    `PEFTLAB_FORCE_TORCH=1` turns it off (the PyTorch path, e.g. to compare the two)."""
+    if t.device.type != "cpu" or os.environ.get(TORCH_ENV, "") == "1" or os.environ.get(NATIVE_OFF_ENV, "") == "1":
+        return False
+    from kernels.quant4_native import available
+
+    return available()

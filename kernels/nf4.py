@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from kernels._dispatch import use_triton
+from kernels._dispatch import use_native, use_triton
 from kernels.blockwise8 import double_dequantize, double_quantize
 from kernels.codebooks import nf4_codebook  # noqa: F401  (re-exported: part of the contract)
 from kernels.quant4_torch import dequantize_4bit_fast, quantize_4bit_fast
@@ -142,11 +142,19 @@ def dequantize_4bit(q: NF4Tensor, dtype: torch.dtype | None = None) -> torch.Ten
     dtype = dtype or q.dtype
     if dtype not in DTYPES:
         raise TypeError(f"dtype={dtype} is not supported; allowed: float32, bfloat16, float16")
-    absmax = q.block_absmax()
     if use_triton(q.packed):
+        absmax = q.block_absmax()
         from kernels.quant4_triton import dequantize_4bit_triton
 
         return dequantize_4bit_triton(q.packed, absmax, q.shape, dtype, q.blocksize, q.quant_type)
+    if use_native(q.packed):
+        from kernels.quant4_native import dequantize_4bit_native
+
+        if q.double_quant:
+            return dequantize_4bit_native(q.packed, q.shape, dtype, q.blocksize, q.quant_type,
+                                          dq_state=(q.qabsmax, q.absmax_scale, q.absmax_offset))
+        return dequantize_4bit_native(q.packed, q.shape, dtype, q.blocksize, q.quant_type, absmax=q.absmax)
+    absmax = q.block_absmax()
     return dequantize_4bit_fast(q.packed, absmax, q.shape, dtype, q.blocksize, q.quant_type)
 
 
