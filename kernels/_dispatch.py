@@ -51,11 +51,12 @@ def use_triton(t: torch.Tensor) -> bool:
     return t.is_cuda and triton_available()
 
 
-def use_native(t: torch.Tensor) -> bool:
-    """CPU tensors: the fused C loop (kernels/_native.py) when it built; `PEFTLAB_NO_NATIVE=1` or
-    `PEFTLAB_FORCE_TORCH=1` turns it off (the PyTorch path, e.g. to compare the two)."""
+def use_native(t: torch.Tensor, lib: str = "quant4_cpu") -> bool:
+    """CPU tensors: the fused C loop `kernels/csrc/<lib>.c` (kernels/_native.py) when it built;
+    `PEFTLAB_NO_NATIVE=1` or `PEFTLAB_FORCE_TORCH=1` turns it off (the PyTorch path, e.g. to
+    compare the two)."""
     if t.device.type != "cpu" or os.environ.get(TORCH_ENV, "") == "1" or os.environ.get(NATIVE_OFF_ENV, "") == "1":
         return False
-    from kernels.quant4_native import available
+    from kernels._native import library
 
-    return available()
+    return library(lib) is not None

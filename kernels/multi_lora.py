@@ -26,6 +26,10 @@ adapter groups pays two tiny matmuls plus indexing per group. Measured faster (b
 place each row into a padded (K, M, ·) grid — slot `idx·M + rank of the row within its adapter`, M the
 largest group — then ONE `bmm` against the stacked A and ONE against the stacked B, reading each adapter
 once, no weight copies. Empty slots compute rows that are never read (rows of a matmul are independent).
+C path (CPU, fp32, `kernels/csrc/multi_lora_cpu.c`, when a C compiler built it): rows grouped by adapter
+inside one call, each group reading its adapter once (4 rows per pass over A, 8 rows per transposed
+16 × 16 tile of B): no per-group op overhead, no weight copies, no empty slots. The grid path above is the
+fallback (no compiler, other dtypes).
 Triton path (CUDA): one program per (row, out-tile) for BGMV, per (segment, row-tile, out-tile) for SGMV,
 each loading only its adapter's weights by pointer offset, as Punica's kernels do. Inference only: no autograd.
 """
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels._dispatch import use_triton
+from kernels._dispatch import use_native, use_triton
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -58,11 +62,11 @@ def _check(x, A, B, scaling) -> None:
         raise TypeError(f"multi_lora: A.dtype={A.dtype}, B.dtype={B.dtype} differ from x.dtype={x.dtype}; cast first")
 
 
-def _check_index(name: str, idx: torch.Tensor, n: int, K: int) -> None:
+def _check_index(name: str, idx: torch.Tensor, n: int, K: int, values: bool = True) -> None:
     if not isinstance(idx, torch.Tensor) or idx.dtype != torch.int64 or idx.shape != (n,):
         got = f"{idx.dtype} {tuple(idx.shape)}" if isinstance(idx, torch.Tensor) else type(idx).__name__
         raise ValueError(f"multi_lora: {name} must be an int64 tensor of shape ({n},), got {got}")
-    if n:
+    if n and values:
         lo, hi = (int(v) for v in torch.aminmax(idx))
         if lo < -1 or hi >= K:
             raise ValueError(f"multi_lora: {name} values in [{lo}, {hi}]; allowed -1 (no adapter) .. {K - 1}")
@@ -163,9 +167,14 @@ def segments_to_rows(seg_starts: torch.Tensor, seg_adapter: torch.Tensor, n_rows
 def bgmv(x, A, B, idx, scaling) -> torch.Tensor:
     """y_delta (T, out) with y_delta[t] = scaling[idx[t]] · B[idx[t]] A[idx[t]] x[t]; 0 where idx[t] = -1."""
     _check(x, A, B, scaling)
-    _check_index("idx", idx, x.shape[0], A.shape[0])
+    native = x.dtype == torch.float32 and not use_triton(x) and use_native(x, "multi_lora_cpu")
+    _check_index("idx", idx, x.shape[0], A.shape[0], values=not native)    # the C kernel checks values
     if x.shape[0] == 0:
         return x.new_zeros(0, B.shape[1])
+    if native:
+        from kernels.multi_lora_native import bgmv_native
+
+        return bgmv_native(x, A, B, idx, scaling)
     if use_triton(x):
         from kernels.multi_lora_triton import bgmv_triton
 

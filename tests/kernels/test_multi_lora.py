@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from kernels import multi_lora_native
 from kernels.multi_lora import (bgmv, bgmv_grouped_loop, bgmv_reference, bgmv_torch, segments_to_rows, sgmv,
                                 stack_adapters)
 
@@ -33,8 +34,39 @@ def test_bgmv_matches_per_request_loop(shape):
     x, A, B, idx, s = _problem(*shape)
     want = bgmv_reference(x, A, B, idx, s)
     assert want.abs().max() > 0.1
-    for got in (bgmv(x, A, B, idx, s), bgmv_grouped_loop(x, A, B, idx, s)):
+    for got in (bgmv(x, A, B, idx, s), bgmv_torch(x, A, B, idx, s), bgmv_grouped_loop(x, A, B, idx, s)):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+needs_native = pytest.mark.skipif(not multi_lora_native.available(), reason="no C compiler: PyTorch path")
+
+
+@needs_native
+@pytest.mark.parametrize("shape", SHAPES + [(64, 16, 16, 1024, 1024), (9, 64, 40, 17, 33), (33, 2, 32, 300, 20)])
+@pytest.mark.parametrize("simd_loop", [True, False], ids=["simd", "scalar"])
+def test_native_kernel_matches_per_request_loop(shape, simd_loop):
+    """The C kernel: masked tails (d_in, d_out, r not multiples of 16), r > 16 (two tiles), groups of
+    more than 8 rows (several row blocks), several thread counts; the SIMD and the plain C loop."""
+    x, A, B, idx, s = _problem(*shape, seed=sum(shape))
+    want = bgmv_reference(x, A, B, idx, s)
+    tol = 1e-5 * float(want.abs().max())          # fp32 sums of up to 1024 terms, in another order
+    for threads in (1, 2, 5):
+        got = multi_lora_native.bgmv_native(x, A, B, idx, s, threads=threads, _simd=simd_loop)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=tol)
+
+
+@needs_native
+def test_bgmv_dispatches_to_the_c_kernel_and_back(monkeypatch):
+    x, A, B, idx, s = _problem(*SHAPES[0])
+    calls = []
+    real = multi_lora_native.bgmv_native
+    monkeypatch.setattr(multi_lora_native, "bgmv_native", lambda *a, **k: calls.append(1) or real(*a, **k))
+    bgmv(x, A, B, idx, s)
+    assert calls == [1]
+    bgmv(x.double(), A.double(), B.double(), idx, s.double())        # fp64: the PyTorch path
+    monkeypatch.setenv("PEFTLAB_NO_NATIVE", "1")
+    torch.testing.assert_close(bgmv(x, A, B, idx, s), bgmv_reference(x, A, B, idx, s), rtol=1e-5, atol=1e-5)
+    assert calls == [1]
 
 
 def test_bgmv_none_rows_are_zero_and_others_untouched():

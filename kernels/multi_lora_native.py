@@ -1,0 +1,63 @@
+"""Multi-LoRA BGMV through the C kernel (`kernels/csrc/multi_lora_cpu.c`): fp32 CPU tensors.
+
+    y_delta[t] = B[a] (scaling[a] · A[a] x[t]),  a = idx[t];  0 where a = -1
+
+Rows are grouped by adapter inside the call; each group reads its adapter's A and B once (4 rows per
+pass over A, 8 rows per transposed 16 × 16 tile of B), on torch's OpenMP pool. `available()` is
+False without a C compiler; `kernels.multi_lora.bgmv` then uses the PyTorch path.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import torch
+
+from kernels._native import library
+
+_LIB = "multi_lora_cpu"
+
+
+@functools.lru_cache(maxsize=1)
+def _fn():
+    lib = library(_LIB)
+    if lib is None:
+        return None
+    f = lib.peftlab_bgmv_f32
+    f.restype = ctypes.c_int
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    f.argtypes = [p, p, p, p, p, p, i64, i64, i64, i64, i64, ctypes.c_int, ctypes.c_int]
+    lib.peftlab_bgmv_simd.restype = ctypes.c_int
+    return f
+
+
+def available() -> bool:
+    return _fn() is not None
+
+
+def simd() -> bool:
+    return available() and bool(library(_LIB).peftlab_bgmv_simd())
+
+
+def bgmv_native(x, A, B, idx, scaling, *, threads: int | None = None, _simd: bool = True) -> torch.Tensor:
+    """Shapes as `kernels.multi_lora.bgmv` (checked there); every tensor fp32 (idx int64) on the CPU."""
+    f = _fn()
+    if f is None:
+        raise RuntimeError("the native multi-LoRA kernel is not available; see kernels._native.status()")
+    for name, t in (("x", x), ("A", A), ("B", B), ("scaling", scaling)):
+        if t.device.type != "cpu" or t.dtype != torch.float32:
+            raise ValueError(f"bgmv_native: {name} must be a float32 CPU tensor, got {t.dtype} on {t.device}")
+    x, A, B = x.contiguous(), A.contiguous(), B.contiguous()
+    scaling, idx = scaling.contiguous(), idx.to(torch.int64).contiguous()
+    T, d_in = x.shape
+    K, r, _ = A.shape
+    d_out = B.shape[1]
+    y = torch.empty(T, d_out, dtype=torch.float32)
+    rc = f(x.data_ptr(), A.data_ptr(), B.data_ptr(), idx.data_ptr(), scaling.data_ptr(), y.data_ptr(),
+           T, d_in, d_out, r, K, threads or torch.get_num_threads(), int(_simd))
+    if rc == -1:
+        lo, hi = (int(v) for v in torch.aminmax(idx))
+        raise ValueError(f"multi_lora: idx values in [{lo}, {hi}]; allowed -1 (no adapter) .. {K - 1}")
+    if rc != 0:
+        raise MemoryError("bgmv_native: out of memory for the row grouping scratch")
+    return y
