@@ -3,6 +3,11 @@
     kernels.nf4        quantize_nf4 / quantize_fp4 / quantize_int4, dequantize_*, NF4Tensor
     kernels.linear4bit linear_4bit(x, q, bias): frozen 4-bit weight, grad to x (QLoRA's base layer)
     kernels.lora       lora_linear(x, W, b, A, B, scaling): fused LoRA linear, hand-written backward
+    kernels.multi_lora bgmv / sgmv: many adapters in one batch (Punica's kernels)
+
+CPU: two memory-bound loops also have a fused C version (kernels/csrc/, built on first use by
+kernels/_native.py with the system C compiler; the PyTorch path when there is none): 4-bit
+dequantize (bit-exact with the PyTorch reference) and fp32 BGMV.
 
 A name to watch: the Hugging Face hub library is also called `kernels` (`pip install kernels`), and
 bitsandbytes and transformers probe for it (`from kernels import get_kernel`,
