@@ -5,7 +5,8 @@ scale, cast: each reads and writes the whole tensor). One fused C loop reads the
 writes the output once. The numbers are the same as the PyTorch path bit for bit (tests).
 
 How: on first use the source is compiled with the system C compiler (`$CC`, else `cc`/`gcc`) into
-a cache directory (`$PEFTLAB_NATIVE_DIR`, else `~/.cache/peftlab/native`), named by a hash of the
+a cache directory (`$PEFTLAB_NATIVE_DIR`, else `~/.cache/peftlab/native`, else a private directory
+under the system temp dir when that is not writable), named by a hash of the
 source, the compiler and the platform, so an edited source or another machine builds afresh. The
 build writes a temporary file and renames it into place, so concurrent workers never load a
 half-written library. No compiler, a failed build, or `PEFTLAB_NO_NATIVE=1`: `library()` returns
@@ -61,8 +62,16 @@ def _build(name: str, cc: str) -> Path:
     target = out_dir / f"{name}-{key}.so"
     if target.exists():
         return target
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=out_dir)
+    except OSError:                       # read-only home (some CI and containers): a private temp dir
+        out_dir = Path(tempfile.gettempdir()) / f"peftlab-native-{os.getuid()}"
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = out_dir / f"{name}-{key}.so"
+        if target.exists():
+            return target
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=out_dir)
     os.close(fd)
     try:
         r = subprocess.run([cc, *FLAGS, *OPTIONAL_FLAGS, "-o", tmp, str(src)], capture_output=True, text=True, timeout=120)

@@ -161,3 +161,15 @@ def test_rounding_over_random_bit_patterns(simd_loop):
             ref = dequantize_4bit_reference(packed, absmax, shape, dtype, 32, quant_type)
             got = dequantize_4bit_native(packed, shape, dtype, 32, quant_type, absmax=absmax, _simd=simd_loop)
             assert torch.equal(_bits(got), _bits(ref)), (quant_type, dtype)
+
+
+def test_unwritable_cache_dir_falls_back_to_temp(monkeypatch, tmp_path):
+    if not HAS_CC:
+        pytest.skip("no C compiler")
+    blocker = tmp_path / "a-file"                       # a directory cannot be made under a file (even as root)
+    blocker.write_text("x")
+    monkeypatch.setenv("PEFTLAB_NATIVE_DIR", str(blocker / "native"))
+    monkeypatch.setattr(_native.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    built = _native._build("quant4_cpu", _native._compiler())
+    assert built.exists() and str(built).startswith(str(tmp_path / "tmp"))
