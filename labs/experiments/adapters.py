@@ -35,7 +35,7 @@ SERIES = {"houlsby": "Houlsby", "llama-adapter": "LLaMA-Adapter", "lora": "LoRA"
 LORA_TARGETS = ["q_proj", "v_proj"]     # the LoRA paper's choice; merged, any targets cost nothing at inference
 
 PARAMS = [
-    Param("task", "choice", "sentiment", choices=tuple(TASKS), help="which fine-tuning task"),
+    Param("task", "choice", "topic", choices=tuple(TASKS), help="which fine-tuning task"),
     Param("houlsby", "bool", True, help="train Houlsby adapters (after attention and after the MLP)"),
     Param("llama_adapter", "bool", True, help="train LLaMA-Adapter (gated prompts in the top layers)"),
     Param("lora", "bool", True, help="train a LoRA reference (merged for the latency test)"),
@@ -43,10 +43,10 @@ PARAMS = [
     Param("adapter_layers", "int", 2, lo=1, hi=64, help="LLaMA-Adapter: how many top layers get prompts"),
     Param("adapter_len", "int", 10, lo=1, hi=64, help="LLaMA-Adapter prompt length K"),
     Param("gate_init", "float", 0.0, lo=-1.0, hi=1.0, help="LLaMA-Adapter gate at step 0 (the paper: 0)"),
-    Param("lr", "float", 2e-3, lo=1e-5, hi=1e-1, log=True, help="Houlsby learning rate (AdamW, cosine)"),
-    Param("llama_lr", "float", 1e-2, lo=1e-5, hi=1e-1, log=True, help="LLaMA-Adapter learning rate"),
+    Param("lr", "float", 1e-2, lo=1e-5, hi=1e-1, log=True, help="Houlsby learning rate (AdamW, cosine)"),
+    Param("llama_lr", "float", 3e-2, lo=1e-5, hi=1e-1, log=True, help="LLaMA-Adapter learning rate"),
     Param("lora_r", "int", 8, lo=1, hi=64, help="LoRA reference rank (q_proj and v_proj, alpha = 2r)"),
-    Param("lora_lr", "float", 2e-3, lo=1e-5, hi=1e-1, log=True, help="LoRA reference learning rate"),
+    Param("lora_lr", "float", 1e-2, lo=1e-5, hi=1e-1, log=True, help="LoRA reference learning rate"),
     Param("steps", "int", 150, lo=1, hi=400, gpu_hi=5000, help="optimizer steps per method"),
     Param("batch_size", "int", 16, lo=1, hi=64, gpu_hi=512, help="examples per step"),
     Param("eval_every", "int", 50, lo=1, hi=1000, help="steps between evals"),
@@ -162,7 +162,7 @@ LAB = Lab(
     title={"en": "Adapters: Houlsby vs LLaMA-Adapter vs LoRA", "zh": "Adapter：Houlsby、LLaMA-Adapter 与 LoRA"},
     params=PARAMS,
     run=run,
-    quick={"steps": 40, "eval_every": 20, "eval_limit": 64, "latency_repeats": 3, "new_tokens": 12},
+    quick={"steps": 60, "eval_every": 20, "eval_limit": 64, "latency_repeats": 3, "new_tokens": 12},
     summary={"en": "Serial bottleneck adapters, zero-gated prompts and LoRA on one task: parameters by formula, "
                    "accuracy, curves, the gates opening from 0, and the measured per-token latency vs the base "
                    "and a merged LoRA.",

@@ -42,11 +42,11 @@ TARGETS = {
 }
 
 PARAMS = [
-    Param("task", "choice", "sentiment", choices=tuple(TASKS), help="which fine-tuning task"),
+    Param("task", "choice", "topic", choices=tuple(TASKS), help="which fine-tuning task"),
     Param("r", "int", 8, lo=1, hi=64, gpu_hi=256, help="LoRA rank, shared by LoRA and DoRA"),
     Param("lora_alpha", "float", 16.0, lo=0.5, hi=512.0, help="scaling = lora_alpha / r"),
     Param("target_modules", "choice", "all-linear", choices=tuple(TARGETS), help="which linears get an adapter"),
-    Param("lr", "float", 2e-3, lo=1e-6, hi=1e-1, log=True, help="peak learning rate of LoRA and DoRA"),
+    Param("lr", "float", 1e-2, lo=1e-6, hi=1e-1, log=True, help="peak learning rate of LoRA and DoRA"),
     Param("ft_lr", "float", 3e-4, lo=1e-6, hi=1e-1, log=True, help="peak learning rate of full fine-tuning"),
     Param("steps", "int", 120, lo=2, hi=400, gpu_hi=5000, help="optimizer steps per method"),
     Param("batch_size", "int", 16, lo=1, hi=64, gpu_hi=512, help="examples per step"),
@@ -246,7 +246,7 @@ LAB = Lab(
     title={"en": "DoRA: magnitude and direction", "zh": "DoRA：幅度与方向"},
     params=PARAMS,
     run=run,
-    quick={"steps": 40, "checkpoints": 4, "eval_limit": 64},
+    quick={"steps": 60, "checkpoints": 4, "eval_limit": 64},
     summary={"en": "Full FT, LoRA and DoRA on the same task, rank and data order: accuracy, ΔD against ΔM "
                    "per layer and checkpoint with the fitted slope per method, and DoRA's cost over LoRA.",
              "zh": "全量微调、LoRA 与 DoRA 使用相同任务、秩与数据顺序：准确率、各层各检查点的 ΔD–ΔM "

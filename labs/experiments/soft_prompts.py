@@ -37,7 +37,7 @@ SERIES = {"prompt": "prompt tuning", "prefix": "prefix tuning", "ptuning-v2": "P
 LORA_TARGETS = ["q_proj", "v_proj"]     # the LoRA paper's choice; merged, any targets cost nothing at inference
 
 PARAMS = [
-    Param("task", "choice", "sentiment", choices=tuple(TASKS), help="which fine-tuning task"),
+    Param("task", "choice", "topic", choices=tuple(TASKS), help="which fine-tuning task"),
     Param("prompt", "bool", True, help="train prompt tuning (input embeddings only)"),
     Param("prefix", "bool", True, help="train prefix tuning (K/V in every layer)"),
     Param("ptuning_v2", "bool", True, help="train P-tuning v2 (deep prefixes from an MLP)"),
@@ -48,7 +48,7 @@ PARAMS = [
     Param("encoder_hidden_size", "int", 128, lo=1, hi=1024, gpu_hi=4096, help="P-tuning v2 MLP width h"),
     Param("lr", "float", 3e-2, lo=1e-5, hi=1.0, log=True, help="soft-prompt learning rate (AdamW, cosine)"),
     Param("lora_r", "int", 8, lo=1, hi=64, help="LoRA reference rank (q_proj and v_proj, alpha = 2r)"),
-    Param("lora_lr", "float", 2e-3, lo=1e-5, hi=1e-1, log=True, help="LoRA reference learning rate"),
+    Param("lora_lr", "float", 1e-2, lo=1e-5, hi=1e-1, log=True, help="LoRA reference learning rate"),
     Param("steps", "int", 150, lo=1, hi=400, gpu_hi=5000, help="optimizer steps per method"),
     Param("batch_size", "int", 16, lo=1, hi=64, gpu_hi=512, help="examples per step"),
     Param("eval_every", "int", 50, lo=1, hi=1000, help="steps between evals"),
@@ -237,7 +237,7 @@ LAB = Lab(
     title={"en": "Soft prompts: prompt vs prefix vs P-tuning v2", "zh": "软提示：Prompt、Prefix 与 P-tuning v2"},
     params=PARAMS,
     run=run,
-    quick={"steps": 40, "eval_every": 20, "eval_limit": 64, "latency_repeats": 3, "new_tokens": 12},
+    quick={"steps": 60, "eval_every": 20, "eval_limit": 64, "latency_repeats": 3, "new_tokens": 12},
     summary={"en": "Three soft-prompt methods and a LoRA reference on one task: parameters by formula, accuracy, "
                    "curves, and the measured per-token cost of the extra key/values vs a merged LoRA.",
              "zh": "在同一任务上训练三种软提示方法和一个 LoRA 参照：按公式核对参数量、准确率与曲线，"

@@ -63,7 +63,7 @@ def test_start_button_queues_a_run(data_dir, monkeypatch):
     at.button(key="start.soft-prompts").click().run()
     assert not at.exception, at.exception
     runs = jobs.list_runs("soft-prompts")
-    assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["steps"] == 40
+    assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["steps"] == 60
 
 
 def test_finished_run_is_drawn(data_dir):
