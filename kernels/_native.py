@@ -34,6 +34,7 @@ FLAGS = ["-O3", "-shared", "-fPIC", "-std=gnu11", "-ffp-contract=off"]   # no FM
 OPTIONAL_FLAGS = ["-fopenmp"]   # threads on torch's own OpenMP pool; dropped if the compiler lacks it
 
 _why: dict[str, str] = {}
+_typed: dict[tuple, object] = {}
 
 
 def _compiler() -> str | None:
@@ -103,6 +104,25 @@ def library(name: str) -> ctypes.CDLL | None:
         return None
     _why[name] = "loaded"
     return lib
+
+
+def function(name: str, symbol: str, argtypes: list) -> "ctypes._CFuncPtr | None":
+    """`symbol` from library `name`, typed (int result), or None when the library is not available.
+    Every C source also exports `<symbol>_simd()`: 1 when its SIMD loop runs on this CPU."""
+    lib = library(name)
+    if lib is None:
+        return None
+    key = (name, symbol, id(lib))
+    if key not in _typed:
+        f = getattr(lib, symbol)
+        f.restype, f.argtypes = ctypes.c_int, argtypes
+        _typed[key] = f
+    return _typed[key]
+
+
+def simd(name: str, symbol: str) -> bool:
+    lib = library(name)
+    return lib is not None and bool(getattr(lib, f"{symbol}_simd")())
 
 
 def status() -> dict[str, str]:

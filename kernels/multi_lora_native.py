@@ -9,26 +9,20 @@ False without a C compiler; `kernels.multi_lora.bgmv` then uses the PyTorch path
 from __future__ import annotations
 
 import ctypes
-import functools
 
 import torch
 
-from kernels._native import library
+from kernels import _native
 
 _LIB = "multi_lora_cpu"
 
 
-@functools.lru_cache(maxsize=1)
+_P, _I64 = ctypes.c_void_p, ctypes.c_int64
+_ARGS = [_P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _I64, _I64, ctypes.c_int, ctypes.c_int]
+
+
 def _fn():
-    lib = library(_LIB)
-    if lib is None:
-        return None
-    f = lib.peftlab_bgmv_f32
-    f.restype = ctypes.c_int
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    f.argtypes = [p, p, p, p, p, p, i64, i64, i64, i64, i64, ctypes.c_int, ctypes.c_int]
-    lib.peftlab_bgmv_simd.restype = ctypes.c_int
-    return f
+    return _native.function(_LIB, "peftlab_bgmv_f32", _ARGS)
 
 
 def available() -> bool:
@@ -36,7 +30,7 @@ def available() -> bool:
 
 
 def simd() -> bool:
-    return available() and bool(library(_LIB).peftlab_bgmv_simd())
+    return _native.simd(_LIB, "peftlab_bgmv")
 
 
 def bgmv_native(x, A, B, idx, scaling, *, threads: int | None = None, _simd: bool = True) -> torch.Tensor:

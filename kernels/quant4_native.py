@@ -15,7 +15,7 @@ import functools
 
 import torch
 
-from kernels._native import library
+from kernels import _native
 from kernels.blockwise8 import DQ_BLOCKSIZE
 from kernels.codebooks import CODEBOOKS, _dynamic
 
@@ -24,17 +24,12 @@ _DTYPE_CODE = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 assert DQ_BLOCKSIZE == 256, "quant4_cpu.c decodes double-quant groups of 256 (b >> 8)"
 
 
-@functools.lru_cache(maxsize=1)
+_P = ctypes.c_void_p
+_ARGS = [_P, _P, _P, _P, _P, ctypes.c_float, _P, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, _P, ctypes.c_int, ctypes.c_int]
+
+
 def _fn():
-    lib = library(_LIB)
-    if lib is None:
-        return None
-    f = lib.peftlab_dequant4
-    f.restype = ctypes.c_int
-    p = ctypes.c_void_p
-    f.argtypes = [p, p, p, p, p, ctypes.c_float, p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, p, ctypes.c_int, ctypes.c_int]
-    lib.peftlab_dequant4_simd.restype = ctypes.c_int
-    return f
+    return _native.function(_LIB, "peftlab_dequant4", _ARGS)
 
 
 def available() -> bool:
@@ -43,7 +38,7 @@ def available() -> bool:
 
 def simd() -> bool:
     """True when the AVX-512 loop runs on this CPU (else the scalar C loop)."""
-    return available() and bool(library(_LIB).peftlab_dequant4_simd())
+    return _native.simd(_LIB, "peftlab_dequant4")
 
 
 @functools.lru_cache(maxsize=None)
