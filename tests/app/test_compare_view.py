@@ -1,13 +1,11 @@
 """The measured trade-off section of the decision-guide page: three tables, disagreements, re-run through the engine."""
-import functools
-import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import labs.compare as cmp
-from labs import jobs
+from tests.app.conftest import click_start, finished_run, open_run
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "decision_guide.py")
 
@@ -69,24 +67,15 @@ def test_no_saved_result_is_an_info_not_a_crash(tmp_path, monkeypatch):
     assert any("python -m labs compare" in i.value for i in at.info)
 
 
-def test_start_button_queues_a_compare_run(data_dir, monkeypatch):
-    monkeypatch.setattr(jobs, "submit", functools.partial(jobs.submit, spawn=False))
-    at = page().run()
-    at.button(key="start.compare").click().run()
-    assert not at.exception, at.exception
-    runs = jobs.list_runs("compare")
+def test_start_button_queues_a_compare_run(data_dir, no_worker):
+    runs = click_start(page().run(), "compare")
     assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["steps"] == cmp.QUICK["steps"]
 
 
 def test_finished_run_is_drawn(data_dir):
-    rid = jobs.submit("compare", {}, quick=True, spawn=False)
     result = {**fake_result(), "final": {"eval_accuracy": 0.9}}
     result["rows"][0]["label"] = "Full FT (run)"
-    with jobs.connect() as con:
-        con.execute("UPDATE runs SET status='done', started=?, finished=?, result=? WHERE id=?",
-                    (1.0, 2.0, json.dumps(jobs._clean(result)), rid))
-    at = page()
-    at.query_params["run"] = str(rid)
-    at.run()
+    rid, _ = finished_run("compare", {}, result, quick=True)
+    at = open_run(page(), rid)
     assert not at.exception, at.exception
     assert any("Full FT (run)" in list(df.value.iloc[:, 0]) for df in at.dataframe)

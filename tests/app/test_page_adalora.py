@@ -1,10 +1,11 @@
 """AdaLoRA page: the schedule widgets reshape b(t) and feed the lab, impossible schedules are refused with the
 field named, the start button queues a run with the shaped schedule, a finished run renders its heatmap."""
-import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import click_start, finished_run, open_run
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "adalora.py")
 TINY = {"task": "facts", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 1, "deltaT": 1, "steps": 4,
@@ -52,30 +53,16 @@ def test_impossible_schedule_names_the_field_and_disables_start(data_dir):
     assert any("target_r" in e.value for e in at.error)
 
 
-def test_start_button_queues_the_shaped_schedule(data_dir):
-    from labs import jobs
-
+def test_start_button_queues_the_shaped_schedule(data_dir, no_worker):
     at = _page().run()
     at.number_input(key="ada.deltaT").set_value(2).run()
-    at.button(key="start.adalora").click().run()
-    assert not at.exception
-    runs = jobs.list_runs("adalora")
+    runs = click_start(at, "adalora")
     assert len(runs) == 1 and runs[0].params["deltaT"] == 2
-    jobs.cancel(runs[0].id)
 
 
 def test_finished_run_renders_heatmap_and_allocation(data_dir):
-    from labs import jobs
-    from labs.experiments import run_lab
-
-    result = run_lab("adalora", TINY)
-    rid = jobs.submit("adalora", TINY, spawn=False)
-    with jobs.connect() as con:
-        con.execute("UPDATE runs SET status='done', started=1, finished=2, result=? WHERE id=?",
-                    (json.dumps(jobs._clean(result)), rid))
-    at = _page()
-    at.query_params["run"] = str(rid)
-    at.run()
+    rid, result = finished_run("adalora", TINY)
+    at = open_run(_page(), rid)
     assert not at.exception, at.exception
     scrub = at.slider(key=f"ada.scrub.{rid}")
     assert scrub.value == scrub.max == len(result["adalora"]["history_steps"])

@@ -1,13 +1,11 @@
 """The adapters page: the instant picture's widgets (Houlsby counter, LLaMA-Adapter gate on real weights),
 starting the lab, and drawing a stored finished run."""
-import functools
-import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from labs import jobs
+from tests.app.conftest import click_start, finished_run, open_run
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "adapters.py")
 TINY = {"steps": 2, "eval_every": 2, "eval_limit": 8, "batch_size": 2, "bottleneck": 2, "adapter_layers": 1,
@@ -56,26 +54,14 @@ def test_llama_adapter_gate_on_real_weights(data_dir):
     assert metric(at, "parameters") == f"{1_228_800 + 30:,}"        # the paper's 1.2M for LLaMA-7B
 
 
-def test_start_button_queues_a_run(data_dir, monkeypatch):
-    monkeypatch.setattr(jobs, "submit", functools.partial(jobs.submit, spawn=False))   # no worker process
-    at = page().run()
-    at.button(key="start.adapters").click().run()
-    assert not at.exception, at.exception
-    runs = jobs.list_runs("adapters")
+def test_start_button_queues_a_run(data_dir, no_worker):
+    runs = click_start(page().run(), "adapters")
     assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["steps"] == 60
 
 
 def test_finished_run_is_drawn(data_dir):
-    from labs.experiments import run_lab
-
-    result = run_lab("adapters", TINY)
-    rid = jobs.submit("adapters", TINY, spawn=False)
-    with jobs.connect() as con:
-        con.execute("UPDATE runs SET status='done', started=?, finished=?, result=? WHERE id=?",
-                    (1.0, 2.0, json.dumps(jobs._clean(result)), rid))
-    at = page()
-    at.query_params["run"] = str(rid)
-    at.run()
+    rid, _ = finished_run("adapters", TINY)
+    at = open_run(page(), rid)
     assert not at.exception, at.exception
     tables = [df.value for df in at.dataframe]
     params = next(t for t in tables if "formula value" in t.columns)

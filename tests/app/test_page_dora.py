@@ -1,10 +1,11 @@
 """DoRA page: the picture's widgets drive the metrics, the start button queues a run, and a finished run
 (a real tiny run of the lab) renders its accuracy table, ΔD–ΔM scatter and slopes."""
-import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import click_start, finished_run, open_run
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "dora.py")
 TINY = {"task": "facts", "r": 2, "target_modules": "q_proj,v_proj", "steps": 2, "batch_size": 2,
@@ -37,16 +38,11 @@ def test_picture_responds_to_its_sliders(data_dir, lang):
     assert not at.exception
 
 
-def test_start_button_queues_a_run(data_dir):
-    from labs import jobs
-
+def test_start_button_queues_a_run(data_dir, no_worker):
     at = _page().run()
     at.number_input(key="dora.steps").set_value(4).run()
-    at.button(key="start.dora").click().run()
-    assert not at.exception
-    runs = jobs.list_runs("dora")
+    runs = click_start(at, "dora")
     assert len(runs) == 1 and runs[0].params["steps"] == 4
-    jobs.cancel(runs[0].id)
 
 
 def test_bad_value_shows_field_error_not_traceback(data_dir):
@@ -57,17 +53,8 @@ def test_bad_value_shows_field_error_not_traceback(data_dir):
 
 
 def test_finished_run_renders_result(data_dir):
-    from labs import jobs
-    from labs.experiments import run_lab
-
-    result = run_lab("dora", TINY)
-    rid = jobs.submit("dora", TINY, spawn=False)
-    with jobs.connect() as con:
-        con.execute("UPDATE runs SET status='done', started=1, finished=2, result=? WHERE id=?",
-                    (json.dumps(jobs._clean(result)), rid))
-    at = _page()
-    at.query_params["run"] = str(rid)
-    at.run()
+    rid, _ = finished_run("dora", TINY)
+    at = open_run(_page(), rid)
     assert not at.exception, at.exception
     assert len(at.dataframe) >= 2                              # accuracy/cost table and slopes table
     inspect = at.selectbox(key=f"dora.inspect.{rid}")

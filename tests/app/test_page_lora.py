@@ -1,25 +1,18 @@
 """The LoRA page: the instant picture reacts to its widgets, the start button queues a run, and a finished
 run's result is drawn. Runs are queued without spawning a worker (no training in the page tests) except
 the one tiny lab run whose real result the render test draws."""
-import functools
-import json
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from labs import jobs
+from tests.app.conftest import click_start, finished_run
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "lora.py")
 TINY = {"part": "init", "task": "facts", "r": 2, "steps": 2, "batch_size": 2, "eval_every": 2,
         "latency_repeats": 3, "eval_limit": 4}
 
-
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(jobs, "submit", functools.partial(jobs.submit, spawn=False))
+pytestmark = pytest.mark.usefixtures("data_dir", "no_worker")
 
 
 def page(lang="en", **query) -> AppTest:
@@ -53,10 +46,7 @@ def test_picture_measures_rank_and_b_zero_blanks_it(lang):
 
 
 def test_start_button_queues_a_lora_run():
-    at = page()
-    at.button(key="start.lora").click().run()
-    assert not at.exception, at.exception
-    runs = jobs.list_runs("lora")
+    runs = click_start(page(), "lora")
     assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["part"] == "init"
 
 
@@ -70,11 +60,7 @@ def test_bad_param_shows_field_not_traceback():
 def test_finished_run_is_drawn(tmp_path):
     from labs.experiments import Context, run_lab
 
-    result = run_lab("lora", TINY, ctx=Context(out_dir=str(tmp_path)))
-    rid = jobs.submit("lora", TINY)
-    with jobs.connect() as con:
-        con.execute("UPDATE runs SET status='done', started=?, finished=?, result=? WHERE id=?",
-                    (time.time() - 5, time.time(), json.dumps(jobs._clean(result)), rid))
+    rid, _ = finished_run("lora", TINY, run_lab("lora", TINY, ctx=Context(out_dir=str(tmp_path))))
     at = page(run=str(rid))
     assert not at.exception, at.exception
     assert metric(at, "max |merged − unmerged| logit")

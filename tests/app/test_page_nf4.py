@@ -1,12 +1,10 @@
 """The NF4 page: the instant picture's widgets, starting the lab, and drawing a stored finished run."""
-import functools
-import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from labs import jobs
+from tests.app.conftest import click_start, finished_run, open_run
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "nf4.py")
 TINY = {"layers": "attention", "eval_windows": 4, "task": "none", "bnb_check": False}
@@ -51,26 +49,14 @@ def test_out_of_range_block_is_an_error_naming_the_field(data_dir):
     assert any("block" in e.value and "allowed 0.." in e.value for e in at.error)
 
 
-def test_start_button_queues_a_run(data_dir, monkeypatch):
-    monkeypatch.setattr(jobs, "submit", functools.partial(jobs.submit, spawn=False))   # no worker process
-    at = page().run()
-    at.button(key="start.nf4").click().run()
-    assert not at.exception, at.exception
-    runs = jobs.list_runs("nf4")
+def test_start_button_queues_a_run(data_dir, no_worker):
+    runs = click_start(page().run(), "nf4")
     assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["blocksize"] == 64
 
 
 def test_finished_run_is_drawn(data_dir):
-    from labs.experiments import run_lab
-
-    result = run_lab("nf4", TINY)
-    rid = jobs.submit("nf4", TINY, spawn=False)
-    with jobs.connect() as con:
-        con.execute("UPDATE runs SET status='done', started=?, finished=?, result=? WHERE id=?",
-                    (1.0, 2.0, json.dumps(jobs._clean(result)), rid))
-    at = page()
-    at.query_params["run"] = str(rid)
-    at.run()
+    rid, _ = finished_run("nf4", TINY)
+    at = open_run(page(), rid)
     assert not at.exception, at.exception
     tables = [df.value for df in at.dataframe]
     formats = next(t for t in tables if "ppl" in t.columns)

@@ -1,12 +1,10 @@
 """The QLoRA page: the flow diagram and memory picture's widgets, starting the lab, drawing a finished run."""
-import functools
-import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from labs import jobs
+from tests.app.conftest import click_start, finished_run, open_run
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "qlora.py")
 TINY = {"task": "facts", "variants": "qlora,lora", "steps": 2, "batch_size": 2, "eval_every": 2, "eval_limit": 16,
@@ -53,26 +51,14 @@ def test_bad_rank_is_an_error_naming_the_field(data_dir):
     assert any("**r**" in e.value and "1..1024" in e.value for e in at.error)
 
 
-def test_start_button_queues_a_run(data_dir, monkeypatch):
-    monkeypatch.setattr(jobs, "submit", functools.partial(jobs.submit, spawn=False))
-    at = page().run()
-    at.button(key="start.qlora").click().run()
-    assert not at.exception, at.exception
-    runs = jobs.list_runs("qlora")
+def test_start_button_queues_a_run(data_dir, no_worker):
+    runs = click_start(page().run(), "qlora")
     assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["quant_type"] == "nf4"
 
 
 def test_finished_run_is_drawn(data_dir):
-    from labs.experiments import run_lab
-
-    result = run_lab("qlora", TINY)
-    rid = jobs.submit("qlora", TINY, spawn=False)
-    with jobs.connect() as con:
-        con.execute("UPDATE runs SET status='done', started=?, finished=?, result=? WHERE id=?",
-                    (1.0, 2.0, json.dumps(jobs._clean(result)), rid))
-    at = page()
-    at.query_params["run"] = str(rid)
-    at.run()
+    rid, _ = finished_run("qlora", TINY)
+    at = open_run(page(), rid)
     assert not at.exception, at.exception
     tables = [df.value for df in at.dataframe]
     assert list(tables[0].iloc[:, 0]) == ["qlora", "lora"]

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app.conftest import click_start, finished_run, open_run
+
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "serving.py")
 TINY = {"adapters": 4, "r": 2, "batch_size": 2, "requests": 4, "prompt_len": 4, "new_tokens": 2,
         "cache_slots": 2, "sweep": True}
@@ -39,16 +41,11 @@ def test_picture_responds_to_its_widgets(data_dir, lang):
     assert not at.exception
 
 
-def test_start_button_queues_a_run(data_dir):
-    from labs import jobs
-
+def test_start_button_queues_a_run(data_dir, no_worker):
     at = _page().run()
     at.number_input(key="serving.adapters").set_value(8).run()
-    at.button(key="start.serving").click().run()
-    assert not at.exception
-    runs = jobs.list_runs("serving")
+    runs = click_start(at, "serving")
     assert len(runs) == 1 and runs[0].params["adapters"] == 8
-    jobs.cancel(runs[0].id)
 
 
 def test_bad_value_shows_field_error_not_traceback(data_dir):
@@ -59,19 +56,8 @@ def test_bad_value_shows_field_error_not_traceback(data_dir):
 
 
 def test_finished_run_renders_result(data_dir):
-    from labs import jobs
-    from labs.experiments import run_lab
-
-    result = run_lab("serving", TINY, quick=True)
-    rid = jobs.submit("serving", TINY, quick=True, spawn=False)
-    import json
-
-    with jobs.connect() as con:
-        con.execute("UPDATE runs SET status='done', result=?, started=1, finished=2 WHERE id=?",
-                    (json.dumps(result), rid))
-    at = _page()
-    at.query_params["run"] = str(rid)
-    at.run()
+    rid, _ = finished_run("serving", TINY, quick=True)
+    at = open_run(_page(), rid)
     assert not at.exception, at.exception
     assert any(df.value.shape[0] == 3 for df in at.dataframe)            # one row per strategy
     assert len(at.get("plotly_chart")) >= 4                             # picture, memory, vs K, vs batch

@@ -1,12 +1,10 @@
 """The soft-prompts page: the instant picture's widgets, starting the lab, and drawing a stored finished run."""
-import functools
-import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from labs import jobs
+from tests.app.conftest import click_start, finished_run, open_run
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "soft_prompts.py")
 TINY = {"steps": 1, "eval_every": 1, "eval_limit": 8, "batch_size": 2, "num_virtual_tokens": 3,
@@ -57,26 +55,14 @@ def test_request_longer_than_the_context_is_an_error(data_dir):
     assert any("p + n" in e.value and "2,048" in e.value for e in at.error)
 
 
-def test_start_button_queues_a_run(data_dir, monkeypatch):
-    monkeypatch.setattr(jobs, "submit", functools.partial(jobs.submit, spawn=False))   # no worker process
-    at = page().run()
-    at.button(key="start.soft-prompts").click().run()
-    assert not at.exception, at.exception
-    runs = jobs.list_runs("soft-prompts")
+def test_start_button_queues_a_run(data_dir, no_worker):
+    runs = click_start(page().run(), "soft-prompts")
     assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["steps"] == 60
 
 
 def test_finished_run_is_drawn(data_dir):
-    from labs.experiments import run_lab
-
-    result = run_lab("soft-prompts", TINY)
-    rid = jobs.submit("soft-prompts", TINY, spawn=False)
-    with jobs.connect() as con:
-        con.execute("UPDATE runs SET status='done', started=?, finished=?, result=? WHERE id=?",
-                    (1.0, 2.0, json.dumps(jobs._clean(result)), rid))
-    at = page()
-    at.query_params["run"] = str(rid)
-    at.run()
+    rid, result = finished_run("soft-prompts", TINY)
+    at = open_run(page(), rid)
     assert not at.exception, at.exception
     tables = [df.value for df in at.dataframe]
     params = next(t for t in tables if "formula value" in t.columns)
