@@ -1,7 +1,8 @@
-"""Small presentation helpers shared by pages: bilingual Markdown sections from content/."""
+"""Small presentation helpers shared by pages: bilingual Markdown sections and flashcard links from content/."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -9,6 +10,7 @@ if str(ROOT) not in sys.path:  # pages are also run on their own (AppTest, `stre
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
+import yaml  # noqa: E402
 
 from app.i18n import lang, t  # noqa: E402
 
@@ -31,6 +33,16 @@ def concept_section(page_id: str, section: str, header: bool = True) -> None:
         st.subheader(t(f"concept.section.{section}"))
     text = section_text(page_id, section)
     st.markdown(text if text is not None else t("concept.text_missing"))
+
+
+def picture_beside_text(page_id: str, draw: Callable[[], None]) -> None:
+    """The picture section: its heading, the interactive picture (``draw``) on the left, its text on the right."""
+    st.subheader(t("concept.section.picture"))
+    left, right = st.columns([3, 2])
+    with right:
+        concept_section(page_id, "picture", header=False)
+    with left:
+        draw()
 
 
 def concept_page_without_lab(page_id: str, title_key: str, issue: int) -> None:
@@ -60,3 +72,13 @@ def related_cards(match, title_key: str, unavailable_key: str, subheader: bool =
     else:
         st.markdown(f"**{t(title_key)}**")
     st.markdown("\n".join(f"- [{c.id}](/flashcards?card={c.id}) — {c.q(lang())}" for c in cards[:limit]))
+
+
+def topic_cards(topic: str, title_key: str, limit: int = 5) -> None:
+    """The first ``limit`` questions of content/cards/<topic>.yaml under a subheader, each opened with ``?card=``."""
+    path = ROOT / "content" / "cards" / f"{topic}.yaml"
+    cards = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("cards", []) if path.exists() else []
+    st.subheader(t(title_key))
+    for card in cards[:limit]:
+        text = (card.get(lang()) or card.get("en") or {}).get("q", card["id"])
+        st.markdown(f"- [{text}](/flashcards?card={card['id']})")

@@ -10,12 +10,11 @@ import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
 from app import labview  # noqa: E402
-from app.i18n import lang, pick, t  # noqa: E402
-from app.ui import ROOT, concept_section  # noqa: E402
+from app.i18n import pick, t  # noqa: E402
+from app.ui import concept_section, topic_cards  # noqa: E402
 from labs.experiments import get_lab  # noqa: E402
 from labs.experiments.adalora import MODULE_ORDER, check, schedule  # noqa: E402
 from labs.experiments.dora import TARGETS, layer_index, module_type  # noqa: E402
@@ -37,15 +36,6 @@ def target_counts() -> dict[str, int]:
     except (FileNotFoundError, OSError):
         model = tiny_llama()
     return {k: len(inject.match_targets(model, v)) for k, v in TARGETS.items()}
-
-
-def flashcard_links(topic: str, limit: int = 5) -> None:
-    path = ROOT / "content" / "cards" / f"{topic}.yaml"
-    cards = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("cards", []) if path.exists() else []
-    st.subheader(t("ada.cards"))
-    for card in cards[:limit]:
-        text = (card.get(lang()) or card.get("en") or {}).get("q", card["id"])
-        st.markdown(f"- [{text}](/flashcards?card={card['id']})")
 
 
 def schedule_controls() -> dict | None:
@@ -192,4 +182,4 @@ with st.expander(t("lab.history")):
     labview.history(LAB_ID)
 concept_section(PAGE, "seen")
 concept_section(PAGE, "interview")
-flashcard_links("adalora")
+topic_cards("adalora", "ada.cards")

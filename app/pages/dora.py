@@ -8,12 +8,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
-import yaml  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
-from app.i18n import lang, t  # noqa: E402
+from app.i18n import t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
-from app.ui import ROOT, concept_section  # noqa: E402
+from app.ui import concept_section, topic_cards  # noqa: E402
 from labs.experiments.dora import decomposition_picture  # noqa: E402
 
 PAGE = "dora"
@@ -41,15 +40,6 @@ def target_weights() -> tuple[dict, str | None]:
 @st.cache_data(show_spinner=False, max_entries=256)
 def picture_data(name: str, r: int, size: float, mag: float) -> dict:
     return decomposition_picture(target_weights()[0][name], r, size, mag, seed=0)
-
-
-def flashcard_links(topic: str, limit: int = 5) -> None:
-    path = ROOT / "content" / "cards" / f"{topic}.yaml"
-    cards = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("cards", []) if path.exists() else []
-    st.subheader(t("dora.cards"))
-    for card in cards[:limit]:
-        text = (card.get(lang()) or card.get("en") or {}).get("q", card["id"])
-        st.markdown(f"- [{text}](/flashcards?card={card['id']})")
 
 
 def picture() -> None:
@@ -163,4 +153,4 @@ concept_section(PAGE, "lab")
 lab_panel("dora", render_result=render_result)
 concept_section(PAGE, "seen")
 concept_section(PAGE, "interview")
-flashcard_links("dora")
+topic_cards("dora", "dora.cards")

@@ -5,7 +5,7 @@ weights (labs.experiments.lora's picture functions); every number under the lab 
 """
 from __future__ import annotations
 
-from app.ui import concept_section, related_cards  # first: puts the repo root on sys.path
+from app.ui import concept_section, picture_beside_text, related_cards  # first: puts the repo root on sys.path
 
 import math  # noqa: E402
 
@@ -216,12 +216,7 @@ concept_section(PAGE, "why")
 concept_section(PAGE, "math")
 st.latex(r"W_{\text{merged}} = W_0 + s\,BA,\qquad s = \frac{\alpha}{r}\ \text{(LoRA)}\quad\text{or}\quad "
          r"s = \frac{\alpha}{\sqrt{r}}\ \text{(rsLoRA)}")
-st.subheader(t("concept.section.picture"))
-left, right = st.columns([3, 2])
-with right:
-    concept_section(PAGE, "picture", header=False)
-with left:
-    picture()
+picture_beside_text(PAGE, picture)
 concept_section(PAGE, "lab")
 lab_panel("lora", render_result=render_result)
 concept_section(PAGE, "seen")

@@ -5,7 +5,7 @@ own kernels on every rerun; the lab's numbers come from a run (labs.experiments.
 """
 from __future__ import annotations
 
-from app.ui import concept_section, related_cards  # first: puts the repo root on sys.path
+from app.ui import concept_section, picture_beside_text, related_cards  # first: puts the repo root on sys.path
 
 from math import erf, sqrt  # noqa: E402
 
@@ -229,12 +229,7 @@ concept_section(PAGE, "why")
 concept_section(PAGE, "math")
 st.latex(r"\text{bits/param} = 4 + \frac{32}{B} \;\xrightarrow{\text{double quant}}\; "
          r"4 + \frac{8}{B} + \frac{32}{256\,B} \qquad (B = 64:\ 4.5 \to 4.127)")
-st.subheader(t("concept.section.picture"))
-left, right = st.columns([3, 2])
-with right:
-    concept_section(PAGE, "picture", header=False)
-with left:
-    picture()
+picture_beside_text(PAGE, picture)
 concept_section(PAGE, "lab")
 lab_panel("nf4", render_result=render_result)
 st.subheader(t("minilm.cls.section"))

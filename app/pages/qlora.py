@@ -5,7 +5,7 @@ The picture's sizes come from labs.budget for a real architecture; the lab's num
 """
 from __future__ import annotations
 
-from app.ui import concept_section, related_cards  # first: puts the repo root on sys.path
+from app.ui import concept_section, picture_beside_text, related_cards  # first: puts the repo root on sys.path
 
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
@@ -162,12 +162,7 @@ concept_section(PAGE, "why")
 concept_section(PAGE, "math")
 st.latex(r"h = \operatorname{dequant}(W^{\text{NF4}}, c)\,x + s\,BAx,\qquad "
          r"\frac{\partial L}{\partial W^{\text{NF4}}}\ \text{not computed}")
-st.subheader(t("concept.section.picture"))
-left, right = st.columns([3, 2])
-with right:
-    concept_section(PAGE, "picture", header=False)
-with left:
-    picture()
+picture_beside_text(PAGE, picture)
 concept_section(PAGE, "lab")
 lab_panel("qlora", render_result=render_result)
 concept_section(PAGE, "seen")

@@ -10,12 +10,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
-import yaml  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
-from app.i18n import lang, t  # noqa: E402
+from app.i18n import t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
-from app.ui import ROOT, concept_section  # noqa: E402
+from app.ui import concept_section, topic_cards  # noqa: E402
 from labs.experiments.serving import TARGETS, cache_hit_rate, memory_curve  # noqa: E402
 from labs.serving import STRATEGIES  # noqa: E402
 
@@ -25,16 +24,6 @@ COLORS = {"merge_swap": "#636efa", "per_group": "#ef553b", "batched": "#00cc96",
 
 def _gb(n: float) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
-
-
-def flashcard_links(topic: str = "serving", limit: int = 5) -> None:
-    path = ROOT / "content" / "cards" / f"{topic}.yaml"
-    cards = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("cards", []) if path.exists() else []
-    st.subheader(t("serving.cards"))
-    for card in cards[:limit]:
-        text = (card.get(lang()) or card.get("en") or {}).get("q", card["id"])
-        st.markdown(f"- [{text}](/flashcards?card={card['id']})")
-    st.markdown(f"[{t('serving.all_cards')}](/flashcards?topic={topic})")
 
 
 def picture() -> None:
@@ -138,4 +127,5 @@ lab_panel("serving", render_result=render_result)
 concept_section(PAGE, "seen")
 concept_section(PAGE, "interview")
 st.markdown(t("serving.vllm"))
-flashcard_links()
+topic_cards(PAGE, "serving.cards")
+st.markdown(f"[{t('serving.all_cards')}](/flashcards?topic={PAGE})")
