@@ -1,18 +1,33 @@
-"""Shared by the page tests: a throwaway data folder for the lab engine and study store, runs queued without a
-worker process, and finished runs stored the way the worker leaves them."""
+"""Shared by the page tests: a page in a language, a throwaway data folder for the lab engine and study store, runs
+queued without a worker process, and finished runs stored the way the worker leaves them."""
 import functools
 import json
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from labs import jobs
 
+PAGES = Path(__file__).resolve().parents[2] / "app" / "pages"
+
 
 @pytest.fixture()
 def data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
     return tmp_path
+
+
+def app_page(name: str, lang: str = "en", timeout: float = 60) -> AppTest:
+    """app/pages/<name>.py in ``lang``, not yet run."""
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=timeout)
+    at.session_state["lang"] = lang
+    return at
+
+
+def metric(at: AppTest, prefix: str) -> str:
+    """The value of the first metric whose label starts with ``prefix``."""
+    return next(m.value for m in at.metric if m.label.startswith(prefix))
 
 
 @pytest.fixture()

@@ -1,13 +1,9 @@
 """The measured trade-off section of the decision-guide page: three tables, disagreements, re-run through the engine."""
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import labs.compare as cmp
-from tests.app.conftest import click_start, finished_run, open_run
-
-PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "decision_guide.py")
+from tests.app.conftest import app_page, click_start, finished_run, open_run
 
 
 def fake_result() -> dict:
@@ -41,9 +37,7 @@ def data_dir(tmp_path, monkeypatch):
 
 
 def page(lang="en") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["lang"] = lang
-    return at
+    return app_page("decision_guide", lang)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -1,21 +1,16 @@
 """AdaLoRA page: the schedule widgets reshape b(t) and feed the lab, impossible schedules are refused with the
 field named, the start button queues a run with the shaped schedule, a finished run renders its heatmap."""
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import click_start, finished_run, open_run
+from tests.app.conftest import app_page, click_start, finished_run, open_run
 
-PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "adalora.py")
 TINY = {"task": "facts", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 1, "deltaT": 1, "steps": 4,
         "batch_size": 2, "eval_limit": 8, "target_modules": "q_proj,v_proj"}
 
 
 def _page(lang="en") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["lang"] = lang
-    return at
+    return app_page("adalora", lang, timeout=120)
 
 
 def _caption_with(at, text):

@@ -1,25 +1,16 @@
 """The adapters page: the instant picture's widgets (Houlsby counter, LLaMA-Adapter gate on real weights),
 starting the lab, and drawing a stored finished run."""
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import click_start, finished_run, open_run
+from tests.app.conftest import app_page, click_start, finished_run, metric, open_run
 
-PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "adapters.py")
 TINY = {"steps": 2, "eval_every": 2, "eval_limit": 8, "batch_size": 2, "bottleneck": 2, "adapter_layers": 1,
         "adapter_len": 2, "lora_r": 1, "latency_batch": 2, "new_tokens": 1, "latency_repeats": 1}
 
 
 def page(lang="en") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["lang"] = lang
-    return at
-
-
-def metric(at, prefix: str) -> str:
-    return next(m.value for m in at.metric if m.label.startswith(prefix))
+    return app_page("adapters", lang)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

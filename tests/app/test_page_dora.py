@@ -1,21 +1,16 @@
 """DoRA page: the picture's widgets drive the metrics, the start button queues a run, and a finished run
 (a real tiny run of the lab) renders its accuracy table, ΔD–ΔM scatter and slopes."""
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import click_start, finished_run, open_run
+from tests.app.conftest import app_page, click_start, finished_run, open_run
 
-PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "dora.py")
 TINY = {"task": "facts", "r": 2, "target_modules": "q_proj,v_proj", "steps": 2, "batch_size": 2,
         "checkpoints": 2, "eval_limit": 8}
 
 
 def _page(lang="en") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["lang"] = lang
-    return at
+    return app_page("dora", lang, timeout=120)
 
 
 def _metric(at, label):

@@ -1,14 +1,11 @@
 """The LoRA page: the instant picture reacts to its widgets, the start button queues a run, and a finished
 run's result is drawn. Runs are queued without spawning a worker (no training in the page tests) except
 the one tiny lab run whose real result the render test draws."""
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import click_start, finished_run
+from tests.app.conftest import app_page, click_start, finished_run
 
-PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "lora.py")
 TINY = {"part": "init", "task": "facts", "r": 2, "steps": 2, "batch_size": 2, "eval_every": 2,
         "latency_repeats": 3, "eval_limit": 4}
 
@@ -16,8 +13,7 @@ pytestmark = pytest.mark.usefixtures("data_dir", "no_worker")
 
 
 def page(lang="en", **query) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["lang"] = lang
+    at = app_page("lora", lang)
     for k, v in query.items():
         at.query_params[k] = v
     return at.run()

@@ -1,24 +1,14 @@
 """The NF4 page's MiniLM switch: the picture on MiniLM's real weights, the labs started with model = minilm,
 and stored finished MiniLM runs drawn with the model they used."""
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from labs import jobs
-from tests.app.conftest import click_start, finished_run, open_run
-
-PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "nf4.py")
+from tests.app.conftest import app_page, click_start, finished_run, metric, open_run
 
 
 def page(lang="en") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=90)
-    at.session_state["lang"] = lang
-    return at
-
-
-def metric(at, prefix: str) -> str:
-    return next(m.value for m in at.metric if m.label.startswith(prefix))
+    return app_page("nf4", lang, timeout=90)
 
 
 def test_model_switch_is_offered_in_chinese_too(data_dir):

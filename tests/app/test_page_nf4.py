@@ -1,23 +1,14 @@
 """The NF4 page: the instant picture's widgets, starting the lab, and drawing a stored finished run."""
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import click_start, finished_run, open_run
+from tests.app.conftest import app_page, click_start, finished_run, metric, open_run
 
-PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "nf4.py")
 TINY = {"layers": "attention", "eval_windows": 4, "task": "none", "bnb_check": False}
 
 
 def page(lang="en") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["lang"] = lang
-    return at
-
-
-def metric(at, prefix: str) -> str:
-    return next(m.value for m in at.metric if m.label.startswith(prefix))
+    return app_page("nf4", lang)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -1,20 +1,15 @@
 """The QLoRA page: the flow diagram and memory picture's widgets, starting the lab, drawing a finished run."""
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import click_start, finished_run, open_run
+from tests.app.conftest import app_page, click_start, finished_run, open_run
 
-PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "qlora.py")
 TINY = {"task": "facts", "variants": "qlora,lora", "steps": 2, "batch_size": 2, "eval_every": 2, "eval_limit": 16,
         "r": 2}
 
 
 def page(lang="en") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["lang"] = lang
-    return at
+    return app_page("qlora", lang)
 
 
 def total_gb(at, i: int) -> float:

@@ -1,21 +1,16 @@
 """Serving page: the picture's widgets drive its numbers, the start button queues a run, a bad value shows a
 field error, and a finished run (a real tiny run of the lab) renders its table, memory and sweep charts."""
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import click_start, finished_run, open_run
+from tests.app.conftest import app_page, click_start, finished_run, open_run
 
-PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "serving.py")
 TINY = {"adapters": 4, "r": 2, "batch_size": 2, "requests": 4, "prompt_len": 4, "new_tokens": 2,
         "cache_slots": 2, "sweep": True}
 
 
 def _page(lang="en") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["lang"] = lang
-    return at
+    return app_page("serving", lang, timeout=120)
 
 
 def _metric(at, label):

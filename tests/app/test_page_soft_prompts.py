@@ -1,24 +1,15 @@
 """The soft-prompts page: the instant picture's widgets, starting the lab, and drawing a stored finished run."""
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import click_start, finished_run, open_run
+from tests.app.conftest import app_page, click_start, finished_run, metric, open_run
 
-PAGE = str(Path(__file__).resolve().parents[2] / "app" / "pages" / "soft_prompts.py")
 TINY = {"steps": 1, "eval_every": 1, "eval_limit": 8, "batch_size": 2, "num_virtual_tokens": 3,
         "encoder_hidden_size": 4, "lora_r": 1, "new_tokens": 1, "latency_repeats": 1}
 
 
 def page(lang="en") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["lang"] = lang
-    return at
-
-
-def metric(at, prefix: str) -> str:
-    return next(m.value for m in at.metric if m.label.startswith(prefix))
+    return app_page("soft_prompts", lang)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
