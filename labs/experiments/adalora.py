@@ -34,7 +34,7 @@ from labs.tasks import TASKS, get_task
 from labs.train import Hooks, TrainConfig, train
 
 PARAMS = [
-    Param("task", "choice", "sentiment", choices=tuple(TASKS), help="which fine-tuning task"),
+    Param("task", "choice", "topic", choices=tuple(TASKS), help="which fine-tuning task"),
     Param("init_r", "int", 8, lo=1, hi=64, gpu_hi=256, help="starting rank of every adapted matrix"),
     Param("target_r", "int", 2, lo=1, hi=64, gpu_hi=256, help="average rank left at the end (budget / matrices)"),
     Param("tinit", "int", 10, lo=0, hi=2000, gpu_hi=20000, help="warm-up steps at the full budget"),
@@ -45,7 +45,7 @@ PARAMS = [
     Param("orth_reg_weight", "float", 0.5, lo=0.0, hi=10.0, help="γ of the orthogonality penalty"),
     Param("lora_alpha", "float", 8.0, lo=0.5, hi=512.0, help="AdaLoRA: scale lora_alpha / init_r; LoRA: lora_alpha / r"),
     Param("target_modules", "choice", "all-linear", choices=tuple(TARGETS), help="which linears get an adapter"),
-    Param("lr", "float", 3e-3, lo=1e-6, hi=1e-1, log=True, help="peak learning rate (both methods)"),
+    Param("lr", "float", 1e-2, lo=1e-6, hi=1e-1, log=True, help="peak learning rate (both methods)"),
     Param("steps", "int", 120, lo=4, hi=400, gpu_hi=5000, help="optimizer steps = the schedule's T"),
     Param("batch_size", "int", 16, lo=1, hi=64, gpu_hi=512, help="examples per step"),
     Param("compare_lora", "bool", True, help="also train LoRA with r = target_r (same final budget)"),
@@ -186,7 +186,7 @@ LAB = Lab(
     title={"en": "AdaLoRA: learned rank allocation", "zh": "AdaLoRA：学出来的秩分配"},
     params=PARAMS,
     run=run,
-    quick={"steps": 60, "tinit": 6, "tfinal": 10, "deltaT": 4, "eval_limit": 64},
+    quick={"steps": 80, "tinit": 15, "tfinal": 15, "deltaT": 5, "eval_limit": 64},
     summary={"en": "AdaLoRA prunes rank-one triplets to a global budget on a cubic schedule; the heatmap shows "
                    "where rank survives. LoRA with r = target_r is the same-budget baseline.",
              "zh": "AdaLoRA 按三次调度把秩一三元组剪到全局预算；热力图显示秩留在哪里。"

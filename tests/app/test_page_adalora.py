@@ -35,7 +35,7 @@ def test_schedule_widgets_shape_the_plot(data_dir, lang):
 
 def test_impossible_schedule_names_the_field_and_disables_start(data_dir):
     at = _page().run()
-    at.number_input(key="ada.tinit").set_value(50)
+    at.number_input(key="ada.tinit").set_value(70)
     at.number_input(key="ada.tfinal").set_value(20)
     at.run()
     assert not at.exception
