@@ -27,8 +27,8 @@ place each row into a padded (K, M, ·) grid — slot `idx·M + rank of the row 
 largest group — then ONE `bmm` against the stacked A and ONE against the stacked B, reading each adapter
 once, no weight copies. Empty slots compute rows that are never read (rows of a matmul are independent).
 C path (CPU, fp32, `kernels/csrc/multi_lora_cpu.c`, when a C compiler built it): rows grouped by adapter
-inside one call, each group reading its adapter once (4 rows per pass over A, 8 rows per transposed
-16 × 16 tile of B): no per-group op overhead, no weight copies, no empty slots. The grid path above is the
+inside one call, each group reading its adapter once (4 rows per pass over A; B transposed once per
+group through 16 × 16 register tiles, 8 rows per pass over it): no per-group op overhead, no weight copies, no empty slots. The grid path above is the
 fallback (no compiler, other dtypes).
 Triton path (CUDA): one program per (row, out-tile) for BGMV, per (segment, row-tile, out-tile) for SGMV,
 each loading only its adapter's weights by pointer offset, as Punica's kernels do. Inference only: no autograd.

@@ -3,7 +3,8 @@
     y_delta[t] = B[a] (scaling[a] · A[a] x[t]),  a = idx[t];  0 where a = -1
 
 Rows are grouped by adapter inside the call; each group reads its adapter's A and B once (4 rows per
-pass over A, 8 rows per transposed 16 × 16 tile of B), on torch's OpenMP pool. `available()` is
+pass over A; B transposed once per group through 16 × 16 register tiles, then 8 rows per pass over
+it), on torch's OpenMP pool. `available()` is
 False without a C compiler; `kernels.multi_lora.bgmv` then uses the PyTorch path.
 """
 from __future__ import annotations
@@ -15,8 +16,6 @@ import torch
 from kernels import _native
 
 _LIB = "multi_lora_cpu"
-
-
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _ARGS = [_P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _I64, _I64, ctypes.c_int, ctypes.c_int]
 
