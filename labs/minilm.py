@@ -255,20 +255,11 @@ def run_nf4(p: dict, ctx) -> dict:
     import time
 
     from labs.device import pick_device
-    from labs.train import Cancelled
 
     device = pick_device(ctx.device)
-    t0 = time.perf_counter()
     stages = 3 + len(FORMATS) + (1 if p.get("bnb_check") else 0)
-    done = [0]
-
-    def tick(stage: str) -> None:
-        if ctx.should_stop():
-            raise Cancelled(f"cancelled during {stage}")
-        done[0] += 1
-        el = time.perf_counter() - t0
-        ctx.emit({"type": "step", "step": done[0], "stage": stage, "progress": done[0] / stages,
-                  "elapsed": el, "eta": el / done[0] * (stages - done[0])})
+    t0 = time.perf_counter()
+    tick = ctx.stage_ticker(stages)
 
     ctx.emit({"type": "start", "device": str(device), "steps": stages, "model": "minilm"})
     model, tok = load_minilm(device=device)

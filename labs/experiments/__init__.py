@@ -38,6 +38,26 @@ class Context:
     device: str | None = None
     out_dir: str | None = None       # where a lab may write artifacts (adapters) for download
 
+    def stage_ticker(self, stages: int) -> Callable[[str], None]:
+        """For a lab made of a few long stages rather than training steps: `tick(name)` after each
+        stage emits a progress event (ETA from the mean stage time so far) and raises Cancelled
+        when the lab was asked to stop."""
+        import time
+
+        from labs.train import Cancelled
+
+        t0, done = time.perf_counter(), [0]
+
+        def tick(stage: str) -> None:
+            if self.should_stop():
+                raise Cancelled(f"cancelled during {stage}")
+            done[0] += 1
+            el = time.perf_counter() - t0
+            self.emit({"type": "step", "step": done[0], "stage": stage, "progress": done[0] / stages,
+                       "elapsed": el, "eta": el / done[0] * (stages - done[0])})
+
+        return tick
+
 
 @dataclass
 class Lab:

@@ -25,7 +25,6 @@ from kernels.codebooks import CODEBOOKS, NF4_OFFSET
 from kernels.nf4 import BLOCKSIZES, dequantize_4bit, quantize_4bit
 from labs.experiments import Context, Lab
 from labs.params import Param
-from labs.train import Cancelled
 
 FORMATS = ("nf4", "fp4", "int4")
 GROUPS = {"all": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
@@ -196,17 +195,9 @@ def run(p: dict, ctx: Context) -> dict:
     from labs.tasks import get_task
 
     device = pick_device(ctx.device)
-    t0 = time.perf_counter()
     stages = 4 + len(FORMATS) + (1 if p["bnb_check"] else 0)
-    done = [0]
-
-    def tick(stage: str) -> None:
-        if ctx.should_stop():
-            raise Cancelled(f"cancelled during {stage}")
-        done[0] += 1
-        el = time.perf_counter() - t0
-        ctx.emit({"type": "step", "step": done[0], "stage": stage, "progress": done[0] / stages,
-                  "elapsed": el, "eta": el / done[0] * (stages - done[0])})
+    t0 = time.perf_counter()
+    tick = ctx.stage_ticker(stages)
 
     ctx.emit({"type": "start", "device": str(device), "steps": stages})
     model, tok = load_base(device=device)
