@@ -4,7 +4,7 @@ FROM ${BASE}
 ARG TORCH_CPU=1
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PEFTLAB_DATA_DIR=/data HF_HUB_OFFLINE=1 PEFTLAB_NATIVE_DIR=/opt/peftlab/native
-# A C compiler for the fused CPU dequantize loop (kernels/csrc/); without one the PyTorch path is used.
+# A C compiler for the fused CPU dequantize loop (peftlab_kernels/csrc/); without one the PyTorch path is used.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt .
@@ -13,7 +13,7 @@ RUN if [ "$TORCH_CPU" = "1" ]; then pip install --no-cache-dir torch --index-url
  && pip install --no-cache-dir -r requirements.txt
 COPY . .
 # Build the native kernels now, not on the first request.
-RUN python -c "from kernels._native import status; print(status())"
+RUN python -c "from peftlab_kernels._native import status; print(status())"
 VOLUME /data
 EXPOSE 8501
 # Inside a container the server must listen on all interfaces; publish it with -p 127.0.0.1:8501:8501.

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kernels.nf4 import dequantize_nf4, quantize_nf4  # noqa: E402
+from peftlab_kernels.nf4 import dequantize_nf4, quantize_nf4  # noqa: E402
 
 
 def _interleaved(fns: dict, rounds: int, sync=lambda: None) -> dict:
@@ -77,8 +77,8 @@ def cpu_bench(rounds: int) -> dict:
     from bitsandbytes.cextension import lib as bnb_lib
     from bitsandbytes.functional import get_ptr
 
-    from kernels.quant4_native import available as native_ok, dequantize_4bit_native, simd
-    from kernels.quant4_torch import dequantize_4bit_fast
+    from peftlab_kernels.quant4_native import available as native_ok, dequantize_4bit_native, simd
+    from peftlab_kernels.quant4_torch import dequantize_4bit_fast
 
     qp = quantize_nf4(w, 64, double_quant=False)                # plain absmax: same input for both C loops
     buf_ours, buf_bnb = torch.empty_like(w), torch.empty_like(w)
@@ -162,9 +162,9 @@ def _peak_bandwidth() -> tuple[float, str]:
 
 def gpu_checks() -> dict:
     """The Triton kernels for real on the GPU, against the PyTorch reference on CPU."""
-    from kernels.linear4bit import linear_4bit
-    from kernels.lora import lora_linear, lora_linear_reference
-    from kernels.quant4_torch import dequantize_4bit_reference, quantize_4bit_reference
+    from peftlab_kernels.linear4bit import linear_4bit
+    from peftlab_kernels.lora import lora_linear, lora_linear_reference
+    from peftlab_kernels.quant4_torch import dequantize_4bit_reference, quantize_4bit_reference
 
     res = {}
     g = torch.Generator().manual_seed(0)
@@ -190,8 +190,8 @@ def gpu_checks() -> dict:
 
 
 def gpu_bench() -> dict:
-    from kernels.linear4bit import linear_4bit
-    from kernels.lora import lora_linear
+    from peftlab_kernels.linear4bit import linear_4bit
+    from peftlab_kernels.lora import lora_linear
 
     out = {"device": torch.cuda.get_device_name(), "checks": gpu_checks(), "rows": []}
     # -- dequantize bandwidth -----------------------------------------------------------------

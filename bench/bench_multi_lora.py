@@ -5,7 +5,7 @@
 One row per K, three timings side by side and two ratios (throughput = rows / time, so a ratio of times).
 Timings interleave the contenders round by round and take each one's median, so a noisy shared
 machine slows all of them alike; wall time is the headline, CPU time of this process beside it.
-`bgmv` dispatches like every op here: Triton on CUDA; on CPU the C kernel (kernels/csrc/multi_lora_cpu.c)
+`bgmv` dispatches like every op here: Triton on CUDA; on CPU the C kernel (peftlab_kernels/csrc/multi_lora_cpu.c)
 for fp32 when a C compiler built it, else the PyTorch grid path, which is timed on CPU as well.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from kernels.multi_lora import bgmv, bgmv_grouped_loop, bgmv_reference, bgmv_torch  # noqa: E402
+from peftlab_kernels.multi_lora import bgmv, bgmv_grouped_loop, bgmv_reference, bgmv_torch  # noqa: E402
 
 
 def _timer(device: torch.device):
@@ -77,12 +77,12 @@ def measure(K: int, T: int, d: int, r: int, device: torch.device, rounds: int = 
 
 
 def _path(x: torch.Tensor) -> str:
-    from kernels._dispatch import use_native, use_triton
+    from peftlab_kernels._dispatch import use_native, use_triton
 
     if use_triton(x):
         return "Triton"
     if x.dtype == torch.float32 and use_native(x, "multi_lora_cpu"):
-        from kernels.multi_lora_native import simd
+        from peftlab_kernels.multi_lora_native import simd
 
         return "C, AVX-512" if simd() else "C, scalar"
     return "PyTorch grid"

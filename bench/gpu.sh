@@ -14,7 +14,7 @@ PY="${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
   "$PY" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
 } | tee "$OUT/env.txt"
 # 1) correctness: the kernel tests (CPU path + interpreter) on this box too
-timeout 150 "$PY" -m pytest -q tests/kernels -x -p no:cacheprovider 2>&1 | tail -n 25 | tee "$OUT/tests.txt"
+timeout 150 "$PY" -m pytest -q tests/peftlab_kernels -x -p no:cacheprovider 2>&1 | tail -n 25 | tee "$OUT/tests.txt"
 # 2) Triton on the GPU vs the PyTorch reference, then the benchmarks (CPU ratios first if bnb exists)
 timeout 180 "$PY" bench/bench_kernels.py --gpu --rounds 3 --out "$OUT" 2>&1 | tee "$OUT/bench.txt"
 echo "results: $OUT/bench_kernels.json"

@@ -57,14 +57,17 @@ def user_model_dir(name: str) -> Path:
 
 def load_base(path: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
               device: str | torch.device | None = None):
-    """(model, tokenizer) in eval mode; fp32 unless ``dtype`` says otherwise. Never touches a hub."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(model, tokenizer) in eval mode; fp32 unless ``dtype`` says otherwise. Never touches a hub and never
+    kernelizes from one (labs.hf)."""
+    from transformers import AutoModelForCausalLM
+
+    from labs.hf import load_pretrained, load_tokenizer
 
     folder = model_dir(path)
-    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    tok = load_tokenizer(folder)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    model = load_pretrained(AutoModelForCausalLM, folder, dtype=dtype)
     model.eval()
     if device is not None:
         model.to(device)

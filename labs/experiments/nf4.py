@@ -8,7 +8,7 @@
                      → 4.5 at blocksize 64, ≈ 4.127 with double quantization (QLoRA §3)
 
 Also: a block-size sweep (error vs bits), the double-quantization saving for 7B/13B/70B (parameter counts
-from `labs.budget`), a re-quantization round trip, and a bit-exactness check of `kernels.nf4` against
+from `labs.budget`), a re-quantization round trip, and a bit-exactness check of `peftlab_kernels.nf4` against
 bitsandbytes on the same weights (reported as unavailable, not failed, where bitsandbytes is missing).
 The picture helpers at the bottom serve the page's instant (no-training) view.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from kernels.codebooks import CODEBOOKS, NF4_OFFSET
-from kernels.nf4 import BLOCKSIZES, dequantize_4bit, quantize_4bit
+from peftlab_kernels.codebooks import CODEBOOKS, NF4_OFFSET
+from peftlab_kernels.nf4 import BLOCKSIZES, dequantize_4bit, quantize_4bit
 from labs.experiments import Context, Lab
 from labs.params import Param
 
@@ -131,7 +131,9 @@ def roundtrip(w: torch.Tensor, fmt: str, blocksize: int, double_quant: bool) -> 
 def bnb_parity(mods: dict, blocksize: int, double_quant: bool) -> dict:
     """Our packed codes, scales and dequantized weights vs bitsandbytes' on the same tensors (NF4, FP4)."""
     try:
-        import bitsandbytes.functional as F
+        from labs.hf import import_bitsandbytes
+
+        F = import_bitsandbytes().functional
     except Exception as err:  # ImportError, or a CUDA build that fails to load
         return {"available": False, "reason": f"bitsandbytes unavailable: {type(err).__name__}: {err}"}
     rows = []
@@ -148,8 +150,7 @@ def bnb_parity(mods: dict, blocksize: int, double_quant: bool) -> dict:
                          "bytes_differing": int((ours.packed != packed.reshape(-1)).sum()),
                          "absmax_equal": bool(absmax_ok),
                          "dequantized_equal": bool(torch.equal(dequantize_4bit(ours), theirs))})
-    import bitsandbytes
-    return {"available": True, "version": bitsandbytes.__version__, "rows": rows,
+    return {"available": True, "version": import_bitsandbytes().__version__, "rows": rows,
             "all_equal": all(r["packed_equal"] and r["absmax_equal"] and r["dequantized_equal"] for r in rows)}
 
 

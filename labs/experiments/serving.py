@@ -10,7 +10,7 @@
 
 Adapters are random with B ≠ 0 (each one really changes the logits: `adapter_effect` is the largest
 |adapter − base| logit), ranks r or r, r/2, r/4 zero-padded (mixed ranks). Simulator: `labs.serving`;
-kernels: `kernels.multi_lora` (batched), `kernels.lora` (per group). No training here.
+kernels: `peftlab_kernels.multi_lora` (batched), `peftlab_kernels.lora` (per group). No training here.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ saves memory and barely changes accuracy. The forward is then
 
     y = (m / ||W0 + s·B A||) ⊙ (x W0ᵀ + s · (x Aᵀ) Bᵀ) + b
 
-computed here with ONE fused LoRA matmul (kernels.lora.lora_linear) and one (out,)-vector rescale;
+computed here with ONE fused LoRA matmul (peftlab_kernels.lora.lora_linear) and one (out,)-vector rescale;
 PEFT computes the base product, then the LoRA product, then rebuilds B·A through an identity matmul.
 
 This is a strategy object used by `LoraLinear` (labs/methods/lora.py) when `use_dora=True`.

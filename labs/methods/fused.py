@@ -1,4 +1,4 @@
-"""The one call into `kernels.lora.lora_linear`, made autocast-aware.
+"""The one call into `peftlab_kernels.lora.lora_linear`, made autocast-aware.
 
 `torch.autocast` casts the inputs of nn.Linear but not those of a custom autograd Function, and under
 bf16 autocast on CUDA the attention output arrives in bf16 while the frozen weight is fp32. Do what
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.lora import lora_linear
+from peftlab_kernels.lora import lora_linear
 
 
 def compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:

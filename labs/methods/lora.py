@@ -11,7 +11,7 @@
     └──────────── + ───────────────┘
                   y = x W0ᵀ + b + scaling · (x Aᵀ) Bᵀ
 
-Hot path: one call to `kernels.lora.lora_linear` (fused, hand-written backward) when there is no dropout
+Hot path: one call to `peftlab_kernels.lora.lora_linear` (fused, hand-written backward) when there is no dropout
 or in eval mode; PEFT's plain formula `base(x) + lora_B(lora_A(dropout(x))) * scaling` otherwise.
 
 Merge: W0 ← W0 + scaling · B A (zero inference overhead); unmerge subtracts it again.

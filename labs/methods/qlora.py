@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kernels.linear4bit import linear_4bit
-from kernels.nf4 import NF4Tensor, dequantize_4bit, quantize_4bit
+from peftlab_kernels.linear4bit import linear_4bit
+from peftlab_kernels.nf4 import NF4Tensor, dequantize_4bit, quantize_4bit
 from labs.methods import inject, lora
 
 _STATE = ("packed", "absmax", "qabsmax", "absmax_scale", "absmax_offset")

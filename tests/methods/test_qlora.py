@@ -1,4 +1,4 @@
-"""QLoRA: NF4 base (kernels.nf4) + LoRA. Oracle: peft's LoRA on bitsandbytes' Linear4bit (CPU), same bytes."""
+"""QLoRA: NF4 base (peftlab_kernels.nf4) + LoRA. Oracle: peft's LoRA on bitsandbytes' Linear4bit (CPU), same bytes."""
 from __future__ import annotations
 
 import pytest

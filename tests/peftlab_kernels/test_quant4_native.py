@@ -1,4 +1,4 @@
-"""The fused C dequantize loop (kernels/csrc/quant4_cpu.c): bit-exact with the PyTorch reference.
+"""The fused C dequantize loop (peftlab_kernels/csrc/quant4_cpu.c): bit-exact with the PyTorch reference.
 
 bitsandbytes parity of the public `dequantize_4bit` (which dispatches here on CPU) is in
 test_nf4.py; these tests pin the C loop itself: every dtype and code, the SIMD and scalar loops,
@@ -10,12 +10,12 @@ import shutil
 import pytest
 import torch
 
-from kernels import _native
-from kernels._dispatch import use_native
-from kernels.blockwise8 import double_dequantize, double_quantize
-from kernels.nf4 import dequantize_4bit, quantize_4bit
-from kernels.quant4_native import available, dequantize_4bit_native, simd
-from kernels.quant4_torch import dequantize_4bit_reference, quantize_4bit_fast
+from peftlab_kernels import _native
+from peftlab_kernels._dispatch import use_native
+from peftlab_kernels.blockwise8 import double_dequantize, double_quantize
+from peftlab_kernels.nf4 import dequantize_4bit, quantize_4bit
+from peftlab_kernels.quant4_native import available, dequantize_4bit_native, simd
+from peftlab_kernels.quant4_torch import dequantize_4bit_reference, quantize_4bit_fast
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 HAS_CC = any(shutil.which(c) for c in ("cc", "gcc", "clang"))

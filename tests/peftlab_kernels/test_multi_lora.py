@@ -1,4 +1,4 @@
-"""kernels.multi_lora: BGMV / SGMV against the per-request loop, on the PyTorch path and (in a subprocess,
+"""peftlab_kernels.multi_lora: BGMV / SGMV against the per-request loop, on the PyTorch path and (in a subprocess,
 TRITON_INTERPRET=1, PEFTLAB_FORCE_TRITON=1) on the Triton twins."""
 import json
 import os
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels import multi_lora_native
-from kernels.multi_lora import (bgmv, bgmv_grouped_loop, bgmv_reference, bgmv_torch, segments_to_rows, sgmv,
+from peftlab_kernels import multi_lora_native
+from peftlab_kernels.multi_lora import (bgmv, bgmv_grouped_loop, bgmv_reference, bgmv_torch, segments_to_rows, sgmv,
                                 stack_adapters)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,8 +142,8 @@ def test_bad_inputs_name_the_field():
 TRITON_SCRIPT = r"""
 import json, sys, torch
 sys.path.insert(0, sys.argv[1])
-from kernels._dispatch import use_triton
-from kernels.multi_lora import bgmv, sgmv, bgmv_reference, segments_to_rows
+from peftlab_kernels._dispatch import use_triton
+from peftlab_kernels.multi_lora import bgmv, sgmv, bgmv_reference, segments_to_rows
 assert use_triton(torch.zeros(1))
 out = {}
 g = torch.Generator().manual_seed(0)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from kernels.lora import lora_linear, lora_linear_reference
+from peftlab_kernels.lora import lora_linear, lora_linear_reference
 
 
 def _inputs(N=6, d_in=5, d_out=7, r=3, dtype=torch.float64, bias=True, seed=0, lead=()):

@@ -24,7 +24,7 @@ import functools
 
 import torch
 
-from kernels.codebooks import _dynamic
+from peftlab_kernels.codebooks import _dynamic
 
 DQ_BLOCKSIZE = 256                # constants per group, as bitsandbytes' `compress_statistics`
 _HALF_CELLS = 32767.5             # 65535 / 2: cells of width 1/32767.5 over [−1, 1]

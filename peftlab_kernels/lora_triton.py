@@ -1,8 +1,8 @@
-"""Triton twin of `kernels.lora`: one GEMM kernel with the rank-r LoRA term fused into its epilogue.
+"""Triton twin of `peftlab_kernels.lora`: one GEMM kernel with the rank-r LoRA term fused into its epilogue.
 
     C (M × N) = X (M × K) · Y (K × N)  +  U (M × R) · V (R × N)  [+ bias (N,)]
 
-used twice (shapes from `kernels.lora`'s docstring, s = scaling, u = x Aᵀ, g = ∂L/∂y):
+used twice (shapes from `peftlab_kernels.lora`'s docstring, s = scaling, u = x Aᵀ, g = ∂L/∂y):
 
     forward   y  = x Wᵀ + (s·u) Bᵀ + b        X = x, Y = Wᵀ (a strided view), U = s·u, V = Bᵀ
     backward  dx = g W  + du A                X = g, Y = W,                   U = du = s·g B, V = A

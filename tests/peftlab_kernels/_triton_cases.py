@@ -14,11 +14,11 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 
 import torch  # noqa: E402
 
-from kernels._dispatch import use_triton  # noqa: E402
-from kernels.linear4bit import linear_4bit  # noqa: E402
-from kernels.lora import lora_linear, lora_linear_reference  # noqa: E402
-from kernels.nf4 import dequantize_4bit, quantize_4bit  # noqa: E402
-from kernels.quant4_torch import dequantize_4bit_reference, quantize_4bit_reference  # noqa: E402
+from peftlab_kernels._dispatch import use_triton  # noqa: E402
+from peftlab_kernels.linear4bit import linear_4bit  # noqa: E402
+from peftlab_kernels.lora import lora_linear, lora_linear_reference  # noqa: E402
+from peftlab_kernels.nf4 import dequantize_4bit, quantize_4bit  # noqa: E402
+from peftlab_kernels.quant4_torch import dequantize_4bit_reference, quantize_4bit_reference  # noqa: E402
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 SHAPES = (((8, 64), 64), ((3, 50), 32), ((7,), 32), ((5, 33), 128))   # partial block, odd numel
@@ -62,7 +62,7 @@ def case_quantize_dequantize_int4():
 
 
 def case_ties_on_midpoints():
-    from kernels.codebooks import nf4_codebook
+    from peftlab_kernels.codebooks import nf4_codebook
 
     code = nf4_codebook()
     mids = (code[:-1] + code[1:]) / 2

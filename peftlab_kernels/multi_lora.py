@@ -26,7 +26,7 @@ adapter groups pays two tiny matmuls plus indexing per group. Measured faster (b
 place each row into a padded (K, M, ·) grid — slot `idx·M + rank of the row within its adapter`, M the
 largest group — then ONE `bmm` against the stacked A and ONE against the stacked B, reading each adapter
 once, no weight copies. Empty slots compute rows that are never read (rows of a matmul are independent).
-C path (CPU, fp32, `kernels/csrc/multi_lora_cpu.c`, when a C compiler built it): rows grouped by adapter
+C path (CPU, fp32, `peftlab_kernels/csrc/multi_lora_cpu.c`, when a C compiler built it): rows grouped by adapter
 inside one call, each group reading its adapter once (4 rows per pass over A; B transposed once per
 group through 16 × 16 register tiles, 8 rows per pass over it): no per-group op overhead, no weight copies, no empty slots. The grid path above is the
 fallback (no compiler, other dtypes).
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels._dispatch import use_native, use_triton
+from peftlab_kernels._dispatch import use_native, use_triton
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -172,11 +172,11 @@ def bgmv(x, A, B, idx, scaling) -> torch.Tensor:
     if x.shape[0] == 0:
         return x.new_zeros(0, B.shape[1])
     if native:
-        from kernels.multi_lora_native import bgmv_native
+        from peftlab_kernels.multi_lora_native import bgmv_native
 
         return bgmv_native(x, A, B, idx, scaling)
     if use_triton(x):
-        from kernels.multi_lora_triton import bgmv_triton
+        from peftlab_kernels.multi_lora_triton import bgmv_triton
 
         return bgmv_triton(x, A, B, idx, scaling)
     return bgmv_torch(x, A, B, idx, scaling)
@@ -196,7 +196,7 @@ def sgmv(x, A, B, seg_starts, seg_adapter, scaling) -> torch.Tensor:
     if b[0] < 0 or b[-1] > x.shape[0] or any(hi < lo for lo, hi in zip(b, b[1:])):
         raise ValueError(f"multi_lora: seg_starts={b} must be non-decreasing within 0..{x.shape[0]} (rows of x)")
     if use_triton(x):
-        from kernels.multi_lora_triton import sgmv_triton
+        from peftlab_kernels.multi_lora_triton import sgmv_triton
 
         return sgmv_triton(x, A, B, seg_starts, seg_adapter, scaling)
     return sgmv_torch(x, A, B, seg_starts, seg_adapter, scaling)

@@ -1,4 +1,4 @@
-"""Native CPU kernels: C sources in `kernels/csrc/`, built once per machine, loaded with ctypes.
+"""Native CPU kernels: C sources in `peftlab_kernels/csrc/`, built once per machine, loaded with ctypes.
 
 Why: some CPU ops are memory-bound loops that PyTorch can only express as several passes (gather,
 scale, cast: each reads and writes the whole tensor). One fused C loop reads the input once and
@@ -89,7 +89,7 @@ def _build(name: str, cc: str) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def library(name: str) -> ctypes.CDLL | None:
-    """The loaded library `kernels/csrc/<name>.c`, or None (then `status()[name]` says why)."""
+    """The loaded library `peftlab_kernels/csrc/<name>.c`, or None (then `status()[name]` says why)."""
     if os.environ.get(OFF_ENV, "") == "1":
         _why[name] = f"off ({OFF_ENV}=1)"
         return None

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from kernels.codebooks import dynamic_map, fp4_codebook, int4_codebook, nf4_codebook
-from kernels.nf4 import (NF4Tensor, dequantize_4bit, dequantize_fp4, dequantize_int4, dequantize_nf4,
+from peftlab_kernels.codebooks import dynamic_map, fp4_codebook, int4_codebook, nf4_codebook
+from peftlab_kernels.nf4 import (NF4Tensor, dequantize_4bit, dequantize_fp4, dequantize_int4, dequantize_nf4,
                          quantize_4bit, quantize_fp4, quantize_int4, quantize_nf4)
-from kernels.quant4_torch import (dequantize_4bit_fast, dequantize_4bit_reference, quantize_4bit_fast,
+from peftlab_kernels.quant4_torch import (dequantize_4bit_fast, dequantize_4bit_reference, quantize_4bit_fast,
                                   quantize_4bit_reference)
 
 bnbF = pytest.importorskip("bitsandbytes.functional")
@@ -163,7 +163,7 @@ def test_bad_input_names_the_problem(call, err, match):
 
 @pytest.mark.parametrize("chunk", [256, 1024])
 def test_fast_path_across_chunk_boundaries(monkeypatch, chunk):
-    import kernels.quant4_torch as q4
+    import peftlab_kernels.quant4_torch as q4
 
     monkeypatch.setattr(q4, "_CHUNK", chunk)
     g = torch.Generator().manual_seed(4)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from kernels.linear4bit import linear_4bit
-from kernels.nf4 import dequantize_nf4, quantize_4bit, quantize_nf4
+from peftlab_kernels.linear4bit import linear_4bit
+from peftlab_kernels.nf4 import dequantize_nf4, quantize_4bit, quantize_nf4
 
 bnb = pytest.importorskip("bitsandbytes")
 

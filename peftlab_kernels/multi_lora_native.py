@@ -1,11 +1,11 @@
-"""Multi-LoRA BGMV through the C kernel (`kernels/csrc/multi_lora_cpu.c`): fp32 CPU tensors.
+"""Multi-LoRA BGMV through the C kernel (`peftlab_kernels/csrc/multi_lora_cpu.c`): fp32 CPU tensors.
 
     y_delta[t] = B[a] (scaling[a] · A[a] x[t]),  a = idx[t];  0 where a = -1
 
 Rows are grouped by adapter inside the call; each group reads its adapter's A and B once (4 rows per
 pass over A; B transposed once per group through 16 × 16 register tiles, then 8 rows per pass over
 it), on torch's OpenMP pool. `available()` is
-False without a C compiler; `kernels.multi_lora.bgmv` then uses the PyTorch path.
+False without a C compiler; `peftlab_kernels.multi_lora.bgmv` then uses the PyTorch path.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import ctypes
 
 import torch
 
-from kernels import _native
+from peftlab_kernels import _native
 
 _LIB = "multi_lora_cpu"
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
@@ -33,10 +33,10 @@ def simd() -> bool:
 
 
 def bgmv_native(x, A, B, idx, scaling, *, threads: int | None = None, _simd: bool = True) -> torch.Tensor:
-    """Shapes as `kernels.multi_lora.bgmv` (checked there); every tensor fp32 (idx int64) on the CPU."""
+    """Shapes as `peftlab_kernels.multi_lora.bgmv` (checked there); every tensor fp32 (idx int64) on the CPU."""
     f = _fn()
     if f is None:
-        raise RuntimeError("the native multi-LoRA kernel is not available; see kernels._native.status()")
+        raise RuntimeError("the native multi-LoRA kernel is not available; see peftlab_kernels._native.status()")
     for name, t in (("x", x), ("A", A), ("B", B), ("scaling", scaling)):
         if t.device.type != "cpu" or t.dtype != torch.float32:
             raise ValueError(f"bgmv_native: {name} must be a float32 CPU tensor, got {t.dtype} on {t.device}")

@@ -16,7 +16,7 @@ import os
 
 import torch
 
-from kernels._native import OFF_ENV as NATIVE_OFF_ENV   # PyTorch instead of the C loop on CPU
+from peftlab_kernels._native import OFF_ENV as NATIVE_OFF_ENV   # PyTorch instead of the C loop on CPU
 
 FORCE_ENV = "PEFTLAB_FORCE_TRITON"
 TORCH_ENV = "PEFTLAB_FORCE_TORCH"      # benchmarks: the PyTorch path even on CUDA, to compare the two
@@ -52,11 +52,11 @@ def use_triton(t: torch.Tensor) -> bool:
 
 
 def use_native(t: torch.Tensor, lib: str = "quant4_cpu") -> bool:
-    """CPU tensors: the fused C loop `kernels/csrc/<lib>.c` (kernels/_native.py) when it built;
+    """CPU tensors: the fused C loop `peftlab_kernels/csrc/<lib>.c` (peftlab_kernels/_native.py) when it built;
     `PEFTLAB_NO_NATIVE=1` or `PEFTLAB_FORCE_TORCH=1` turns it off (the PyTorch path, e.g. to
     compare the two)."""
     if t.device.type != "cpu" or os.environ.get(TORCH_ENV, "") == "1" or os.environ.get(NATIVE_OFF_ENV, "") == "1":
         return False
-    from kernels._native import library
+    from peftlab_kernels._native import library
 
     return library(lib) is not None

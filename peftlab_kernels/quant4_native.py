@@ -1,4 +1,4 @@
-"""4-bit dequantization through the fused C loop (`kernels/csrc/quant4_cpu.c`), CPU tensors only.
+"""4-bit dequantization through the fused C loop (`peftlab_kernels/csrc/quant4_cpu.c`), CPU tensors only.
 
 Same numbers as `quant4_torch.dequantize_4bit_reference` bit for bit:
 
@@ -6,7 +6,7 @@ Same numbers as `quant4_torch.dequantize_4bit_reference` bit for bit:
 
 The C side reads each packed byte once and writes each output once (AVX-512 `vpermps` looks up 16
 codes per instruction when the CPU has it, a scalar loop otherwise), split over torch's intra-op
-thread count. `available()` is False without a C compiler; `kernels.nf4` then uses the PyTorch path.
+thread count. `available()` is False without a C compiler; `peftlab_kernels.nf4` then uses the PyTorch path.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import functools
 
 import torch
 
-from kernels import _native
-from kernels.blockwise8 import DQ_BLOCKSIZE
-from kernels.codebooks import CODEBOOKS, _dynamic
+from peftlab_kernels import _native
+from peftlab_kernels.blockwise8 import DQ_BLOCKSIZE
+from peftlab_kernels.codebooks import CODEBOOKS, _dynamic
 
 _LIB = "quant4_cpu"
 _DTYPE_CODE = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
@@ -57,7 +57,7 @@ def dequantize_4bit_native(packed, shape, dtype, blocksize, quant_type, absmax=N
     without the cost of faulting in fresh memory). `threads`: default torch.get_num_threads()."""
     f = _fn()
     if f is None:
-        raise RuntimeError("the native 4-bit kernel is not available; see kernels._native.status()")
+        raise RuntimeError("the native 4-bit kernel is not available; see peftlab_kernels._native.status()")
     if (absmax is None) == (dq_state is None):
         raise ValueError("give exactly one of absmax or dq_state")
     n = shape.numel()

@@ -14,14 +14,14 @@ Compute dtype: bf16 on CUDA, fp32 on CPU unless `compute_dtype` says otherwise; 
 y cast back to x.dtype, as bitsandbytes' `Linear4bit(compute_dtype=...)` does. On CPU the result is
 bitwise that of `bnb.nn.Linear4bit` for the same weight (same dequantized Ŵ, same `F.linear`).
 On CUDA the forward is one Triton kernel that dequantizes each weight tile inside the K-loop of the
-matmul (`kernels.quant4_triton.matmul_4bit_triton`); the full Ŵ is never materialized.
+matmul (`peftlab_kernels.quant4_triton.matmul_4bit_triton`); the full Ŵ is never materialized.
 """
 from __future__ import annotations
 
 import torch
 
-from kernels._dispatch import use_triton
-from kernels.nf4 import DTYPES, NF4Tensor, dequantize_4bit
+from peftlab_kernels._dispatch import use_triton
+from peftlab_kernels.nf4 import DTYPES, NF4Tensor, dequantize_4bit
 
 COMPUTE_DTYPES = DTYPES + (torch.float64,)   # float64 for gradcheck: Ŵ is exact in it
 
@@ -57,7 +57,7 @@ class Linear4bitFn(torch.autograd.Function):
         """x2: (N, in) in the compute dtype → (N, out)."""
         ctx.q = q
         if use_triton(x2):
-            from kernels.quant4_triton import matmul_4bit_triton
+            from peftlab_kernels.quant4_triton import matmul_4bit_triton
 
             return matmul_4bit_triton(x2, q.packed, q.block_absmax(), q.shape, q.blocksize, q.quant_type, bias)
         w = _dequant(q, x2.dtype)                                  # (out, in), freed after use

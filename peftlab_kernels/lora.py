@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels._dispatch import use_triton
+from peftlab_kernels._dispatch import use_triton
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -91,7 +91,7 @@ class LoRALinearFn(torch.autograd.Function):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])                   # (N, in)
         if use_triton(x):
-            from kernels.lora_triton import lora_forward_triton
+            from peftlab_kernels.lora_triton import lora_forward_triton
 
             y, u = lora_forward_triton(x2, weight, bias, lora_A, lora_B, scaling)
         else:
@@ -107,7 +107,7 @@ class LoRALinearFn(torch.autograd.Function):
         g = gy.reshape(-1, weight.shape[0])               # (N, out)
         need_x = ctx.needs_input_grad[0]
         if use_triton(g):
-            from kernels.lora_triton import lora_backward_triton
+            from peftlab_kernels.lora_triton import lora_backward_triton
 
             dx, dA, dB = lora_backward_triton(g, x2, u, weight, lora_A, lora_B, ctx.scaling, need_x)
         else:

@@ -1,4 +1,4 @@
-"""Triton twins of `kernels.multi_lora`: BGMV (per-row gather) and SGMV (per-segment GEMM).
+"""Triton twins of `peftlab_kernels.multi_lora`: BGMV (per-row gather) and SGMV (per-segment GEMM).
 
 Each op is one kernel launched twice, shrink then expand, as Punica does:
 

@@ -9,9 +9,9 @@
                                                          absmax_offset () fp32
 
 QLoRA (Dettmers et al. 2023) §3: 4-bit NormalFloat + double quantization + paged optimizers. The
-levels are in `kernels.codebooks`; the 8-bit second level in `kernels.blockwise8`; the numerics
-(reference and fast PyTorch path) in `kernels.quant4_torch`; the Triton twin in
-`kernels.quant4_triton`. This module is the public API and the one dispatch:
+levels are in `peftlab_kernels.codebooks`; the 8-bit second level in `peftlab_kernels.blockwise8`; the numerics
+(reference and fast PyTorch path) in `peftlab_kernels.quant4_torch`; the Triton twin in
+`peftlab_kernels.quant4_triton`. This module is the public API and the one dispatch:
 Triton when the tensor is on CUDA and triton imports, PyTorch otherwise.
 
 Matches bitsandbytes: `packed` == `quantize_4bit(w, blocksize, quant_type, compress_statistics)[0]`
@@ -24,10 +24,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from kernels._dispatch import use_native, use_triton
-from kernels.blockwise8 import double_dequantize, double_quantize
-from kernels.codebooks import nf4_codebook  # noqa: F401  (re-exported: part of the contract)
-from kernels.quant4_torch import dequantize_4bit_fast, quantize_4bit_fast
+from peftlab_kernels._dispatch import use_native, use_triton
+from peftlab_kernels.blockwise8 import double_dequantize, double_quantize
+from peftlab_kernels.codebooks import nf4_codebook  # noqa: F401  (re-exported: part of the contract)
+from peftlab_kernels.quant4_torch import dequantize_4bit_fast, quantize_4bit_fast
 
 BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -122,7 +122,7 @@ def quantize_4bit(w: torch.Tensor, quant_type: str = "nf4", blocksize: int = 64,
     _check_weight(w, blocksize, quant_type)
     w = w.detach().contiguous()
     if use_triton(w):
-        from kernels.quant4_triton import quantize_4bit_triton
+        from peftlab_kernels.quant4_triton import quantize_4bit_triton
 
         packed, absmax = quantize_4bit_triton(w, blocksize, quant_type)
     else:
@@ -144,11 +144,11 @@ def dequantize_4bit(q: NF4Tensor, dtype: torch.dtype | None = None) -> torch.Ten
         raise TypeError(f"dtype={dtype} is not supported; allowed: float32, bfloat16, float16")
     if use_triton(q.packed):
         absmax = q.block_absmax()
-        from kernels.quant4_triton import dequantize_4bit_triton
+        from peftlab_kernels.quant4_triton import dequantize_4bit_triton
 
         return dequantize_4bit_triton(q.packed, absmax, q.shape, dtype, q.blocksize, q.quant_type)
     if use_native(q.packed):
-        from kernels.quant4_native import dequantize_4bit_native
+        from peftlab_kernels.quant4_native import dequantize_4bit_native
 
         if q.double_quant:
             return dequantize_4bit_native(q.packed, q.shape, dtype, q.blocksize, q.quant_type,

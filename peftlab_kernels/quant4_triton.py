@@ -1,4 +1,4 @@
-"""Triton twins of `kernels.quant4_torch`: 4-bit quantize, dequantize, and a fused 4-bit matmul.
+"""Triton twins of `peftlab_kernels.quant4_torch`: 4-bit quantize, dequantize, and a fused 4-bit matmul.
 
 Same math as the PyTorch reference (see its docstring); the tests run each kernel under
 TRITON_INTERPRET=1 on CPU at small shapes and compare with the reference bit for bit (quantize,
@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.codebooks import CODEBOOKS, sorted_with_order
+from peftlab_kernels.codebooks import CODEBOOKS, sorted_with_order
 
 _TILE = 4096                      # elements per quantize program
 

@@ -28,7 +28,7 @@ import sys
 
 import torch
 
-from kernels.codebooks import CODEBOOKS, sorted_with_order
+from peftlab_kernels.codebooks import CODEBOOKS, sorted_with_order
 
 _CHUNK = 1 << 22          # elements per chunk (a multiple of every blocksize): few, large ops
 _TINY = 1e-38             # bitsandbytes' clamp: an all-zero block gets scale 1e38, codes for 0

@@ -1,0 +1,140 @@
+"""The install stays sound as upstream moves: no import name of ours shadows a dependency, our model loads
+never kernelize from the hub, and bitsandbytes' optional hub probe prints nothing scary at our boundary."""
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Folders at the repo root that are not importable packages of ours (data, tooling, the venv).
+NOT_PACKAGES = {".venv", ".git", ".ci", ".streamlit", "data", "artifacts", "bench", "content", "tests"}
+
+
+def our_top_level_names() -> set[str]:
+    """Every name `import X` would resolve to a file of this repo when its root is on sys.path."""
+    names = set()
+    for p in ROOT.iterdir():
+        if p.name.startswith(".") or p.name in NOT_PACKAGES:
+            continue
+        if p.is_dir() and (p / "__init__.py").is_file():
+            names.add(p.name)
+        elif p.is_dir() and any(p.glob("*.py")):
+            names.add(p.name)                        # a namespace package would answer too
+        elif p.suffix == ".py":
+            names.add(p.stem)
+    return names
+
+
+def test_the_walk_finds_our_packages():
+    names = our_top_level_names()
+    assert {"app", "labs", "peftlab_kernels", "streamlit_app"} <= names, names
+
+
+def test_no_top_level_name_of_ours_is_a_dependency_import_name():
+    installed = md.packages_distributions()          # import name -> [distribution, ...]
+    assert "torch" in installed and "transformers" in installed, "the walk sees no distributions"
+    clashes = {name: installed[name] for name in our_top_level_names() if name in installed}
+    assert not clashes, (f"these top-level names of the repo are also import names of installed distributions "
+                         f"and would shadow them when the repo root is on sys.path: {clashes}; rename ours")
+
+
+def test_the_collision_check_would_catch_the_old_name():
+    # The name this layer had until transformers 5.25 pulled in the hub library `kernels`.
+    installed = md.packages_distributions()
+    if "kernels" not in installed:
+        pytest.skip("the hub library `kernels` is not installed with this transformers")
+    assert "kernels" not in our_top_level_names()
+
+
+PROBE = r"""
+import json, logging, os, socket, sys
+sys.path.insert(0, os.environ["PEFTLAB_ROOT"])
+# no network: any connection attempt raises at once instead of timing out
+def _no_net(*a, **k):
+    raise OSError("network disabled by the test")
+socket.socket.connect = _no_net
+socket.create_connection = _no_net
+import transformers
+from transformers import AutoModelForCausalLM
+from labs.base import load_base, model_dir
+from labs.hf import is_kernelized
+ours, _ = load_base()
+out = {"transformers": transformers.__version__, "ours": is_kernelized(ours),
+       "ours_use_kernels": bool(getattr(ours, "use_kernels", False))}
+if os.environ.get("CONTROL") == "1":
+    try:
+        ctrl = AutoModelForCausalLM.from_pretrained(model_dir(), local_files_only=True)
+        out["control"] = is_kernelized(ctrl)
+    except Exception as err:
+        out["control_error"] = f"{type(err).__name__}: {err}"
+print(json.dumps(out))
+"""
+
+
+def _probe(control: bool) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "USE_HUB_KERNELS")}
+    env.update(PEFTLAB_ROOT=str(ROOT), CONTROL="1" if control else "0", HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_load_base_never_kernelizes_even_with_the_hub_library_installed():
+    if "kernels" not in md.packages_distributions():
+        pytest.skip("the hub library `kernels` is not installed: nothing could kernelize")
+    out = _probe(control=True)
+    assert out["ours"] is False and out["ours_use_kernels"] is False, out
+    # The control shows the check can fail: a plain from_pretrained on a transformers that defaults
+    # use_kernels=True marks the model kernelized (older 5.x default to False: then both are False).
+    from packaging.version import Version
+
+    if Version(out["transformers"]) >= Version("5.25.0") and "control" in out:
+        assert out["control"] is True, out
+
+
+def test_is_kernelized_sees_a_replaced_forward():
+    from labs.base import tiny_llama
+    from labs.hf import is_kernelized
+
+    model = tiny_llama()
+    assert not is_kernelized(model)
+    norm = model.model.norm
+    norm.forward = lambda x: x                      # what kernelize's _replace_forward leaves behind
+    assert is_kernelized(model)
+
+
+def test_bitsandbytes_hub_probe_warning_is_dropped_and_others_kept(caplog):
+    import logging
+
+    from labs.hf import BNB_HUB_PROBE, quiet_bitsandbytes_probe
+
+    quiet_bitsandbytes_probe()
+    quiet_bitsandbytes_probe()                       # idempotent
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    assert len(logger.filters) == 1
+    with caplog.at_level(logging.WARNING, logger="bitsandbytes.backends.cpu.ops"):
+        logger.warning("%s: offline. Please make sure you already `pip install kernels`", BNB_HUB_PROBE)
+        logger.warning("something else bitsandbytes wants you to see")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["something else bitsandbytes wants you to see"]
+
+
+def test_nf4_lab_bitsandbytes_import_prints_no_hub_probe():
+    pytest.importorskip("bitsandbytes")
+    code = ("import os, sys; sys.path.insert(0, os.environ['PEFTLAB_ROOT']);"
+            "from labs.hf import import_bitsandbytes; import_bitsandbytes(); print('ok')")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PEFTLAB_ROOT=str(ROOT), HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Failed to load CPU gemm_4bit_forward" not in proc.stderr + proc.stdout
+    assert "kernels-community" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
