@@ -10,8 +10,11 @@ def test_dockerfile_installs_requirements_and_serves_the_same_entry_as_make_run(
     make = (ROOT / "Makefile").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme.split("\n## ")[0] and "make test" in readme.split("\n## ")[0]
-    assert re.search(r"pip install[^\n]*-r requirements\.txt", docker)
-    assert re.search(r"pip install -q -r requirements\.txt", make)
+    # Both install through the lock of versions tested together.
+    assert re.search(r"pip install[^\n]*-c requirements\.lock -r requirements\.txt", docker)
+    assert re.search(r"pip install -q \$\(LOCKS\) -r requirements\.txt", make)
+    assert "LOCKS := -c requirements.lock" in make
+    assert re.search(r"-c requirements-cpu\.lock torch", docker)
     entry = re.search(r"streamlit run (\S+)", make).group(1)
     cmd = re.search(r'^CMD \[(.*)\]$', docker, re.M).group(1)
     parts = [p.strip().strip('"') for p in cmd.split(",")]

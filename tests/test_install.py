@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import re
 import os
 import subprocess
 import sys
@@ -138,3 +139,55 @@ def test_nf4_lab_bitsandbytes_import_prints_no_hub_probe():
     assert "Failed to load CPU gemm_4bit_forward" not in proc.stderr + proc.stdout
     assert "kernels-community" not in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _names(path: Path) -> dict[str, str]:
+    """{canonical name: the rest of the line} of a requirements or lock file (no -r lines, no comments)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        name = re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0]
+        out[name.lower().replace("_", "-").replace(".", "-")] = line[len(name):]
+    return out
+
+
+def test_the_lock_pins_every_requirement_and_satisfies_it():
+    from packaging.specifiers import SpecifierSet
+
+    locked = {**_names(ROOT / "requirements.lock"), **_names(ROOT / "requirements-cpu.lock")}
+    assert all(v.startswith("==") for v in locked.values()), "lock lines are exact pins"
+    for req in ("requirements.txt", "requirements-dev.txt"):
+        for name, spec in _names(ROOT / req).items():
+            assert name in locked, f"{req}: {name} is not in requirements.lock; run `make lock`"
+            version = locked[name][2:]
+            assert version in SpecifierSet(spec.strip()), f"{name}=={version} (lock) is outside {spec} ({req})"
+    assert set(_names(ROOT / "requirements-cpu.lock")) == {"torch", "triton"}
+
+
+def test_the_lock_is_what_is_installed_here():
+    """The suite runs against the lock: every locked distribution installed here has the locked version
+    (a GPU box keeps its own torch and triton, so those are only compared on the CPU)."""
+    import importlib.metadata as md
+
+    mismatched = []
+    for name, pin in _names(ROOT / "requirements.lock").items():
+        try:
+            have = md.version(name)
+        except md.PackageNotFoundError:
+            continue                                  # e.g. a platform-only dependency
+        if have.split("+")[0] != pin[2:]:
+            mismatched.append(f"{name} {have} (lock {pin[2:]})")
+    assert not mismatched, "installed versions differ from requirements.lock: " + ", ".join(mismatched)
+
+
+def test_ci_runs_make_test_then_the_canary():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.index("make test") < ci.index("canary.sh")
+    canary = (ROOT / ".ci" / "canary.sh").read_text()
+    assert "--upgrade-strategy eager -r requirements-dev.txt" in canary and "requirements.lock" not in \
+        canary.split("--upgrade-strategy")[1].split("\n")[0]
+    for smoke in ("labs run lora --quick --json", "test_install.py", "test_nf4.py", "test_lora.py",
+                  "test_main_router_runs"):
+        assert smoke in canary, smoke
