@@ -14,6 +14,10 @@
 Hot path: one call to `peftlab_kernels.lora.lora_linear` (fused, hand-written backward) when there is no dropout
 or in eval mode; PEFT's plain formula `base(x) + lora_B(lora_A(dropout(x))) * scaling` otherwise.
 
+Data-aware inits (labs.methods.lora_init): init="pissa" puts W's top-r singular triplets into B·A and the
+residual into the base (starts exactly at the base); init="loftq" makes the base a 4-bit Q and B·A its rank-r
+correction, alternating quantize/SVD `loftq_iter` times.
+
 Merge: W0 ← W0 + scaling · B A (zero inference overhead); unmerge subtracts it again.
 LoRA+ (Hayou et al. 2024, arXiv:2402.12354): B gets lr · ratio, A gets lr (ratio 16 by default).
 
@@ -35,7 +39,8 @@ from labs.methods import inject
 from labs.methods.fused import fused_lora
 from labs.methods.dora import DoraStrategy
 
-INITS = ("standard", "gaussian", "a_zero_b_random", "both_zero", "both_random")
+INITS = ("standard", "gaussian", "a_zero_b_random", "both_zero", "both_random", "pissa", "loftq")
+DATA_INITS = ("pissa", "loftq")     # from the SVD of the base weight (labs.methods.lora_init); they rewrite the base
 
 
 @dataclass
@@ -47,6 +52,7 @@ class LoraConfig:
     use_rslora: bool = False
     use_dora: bool = False
     init: str = "standard"
+    loftq_iter: int = 1                           # LoftQ's alternating quantize/SVD rounds (init="loftq" only)
     targets: list = field(default_factory=list)   # resolved full module names (filled by apply)
 
     def __post_init__(self):
@@ -58,6 +64,8 @@ class LoraConfig:
             raise ValueError(f"lora_dropout={self.lora_dropout!r}: allowed 0 <= p < 1")
         if self.init not in INITS:
             raise ValueError(f"init={self.init!r}: allowed one of {INITS}")
+        if not isinstance(self.loftq_iter, int) or isinstance(self.loftq_iter, bool) or not 1 <= self.loftq_iter <= 20:
+            raise ValueError(f"loftq_iter={self.loftq_iter!r}: allowed an integer 1..20")
 
     @property
     def scaling(self) -> float:
@@ -91,7 +99,7 @@ class LoraLinear(nn.Module):
     is_adapter_layer = True
     adapter_names = ("lora_A", "lora_B", "lora_magnitude_vector")
 
-    def __init__(self, base_layer: nn.Module, cfg: LoraConfig):
+    def __init__(self, base_layer: nn.Module, cfg: LoraConfig, loftq_quant: dict | None = None):
         super().__init__()
         self.base_layer = base_layer
         self.in_features, self.out_features = base_layer.in_features, base_layer.out_features
@@ -103,7 +111,14 @@ class LoraLinear(nn.Module):
         device = next(itertools.chain(base_layer.parameters(), base_layer.buffers())).device
         self.lora_A = nn.Linear(self.in_features, cfg.r, bias=False, dtype=dtype, device=device)   # (r, in)
         self.lora_B = nn.Linear(cfg.r, self.out_features, bias=False, dtype=dtype, device=device)  # (out, r)
-        init_lora_weights(self.lora_A.weight, self.lora_B.weight, cfg.init)
+        if cfg.init in DATA_INITS:                  # PiSSA / LoftQ: B·A from the SVD of W; the base is rewritten
+            from labs.methods import lora_init
+            if cfg.init == "pissa":
+                lora_init.pissa_init(self)
+            else:
+                lora_init.loftq_init(self, cfg.loftq_iter, loftq_quant)
+        else:
+            init_lora_weights(self.lora_A.weight, self.lora_B.weight, cfg.init)
         self.dora = DoraStrategy if cfg.use_dora else None
         if self.dora is not None:
             self.lora_magnitude_vector = self.dora.init_magnitude(self)    # (out,)
@@ -172,12 +187,15 @@ def lora_layers(model: nn.Module) -> dict[str, LoraLinear]:
 
 def apply(model: nn.Module, r: int = 8, lora_alpha: float = 16, target_modules="all-linear",
           lora_dropout: float = 0.0, use_rslora: bool = False, use_dora: bool = False,
-          init: str = "standard", linear_types: tuple[type, ...] = (nn.Linear,)) -> nn.Module:
-    """Freeze `model` and wrap every targeted linear in a LoraLinear, in place; returns the same model."""
+          init: str = "standard", loftq_iter: int = 1, loftq_quant: dict | None = None,
+          linear_types: tuple[type, ...] = (nn.Linear,)) -> nn.Module:
+    """Freeze `model` and wrap every targeted linear in a LoraLinear, in place; returns the same model.
+    init="pissa" / "loftq" rewrite each targeted base weight (residual / 4-bit Q_T; see labs.methods.lora_init);
+    `loftq_quant` ({"quant_type", "blocksize", "double_quant"}) sets LoftQ's 4-bit format (NF4, 64, DQ by default)."""
     cfg = LoraConfig(r=r, lora_alpha=lora_alpha, target_modules=target_modules, lora_dropout=lora_dropout,
-                     use_rslora=use_rslora, use_dora=use_dora, init=init)
+                     use_rslora=use_rslora, use_dora=use_dora, init=init, loftq_iter=loftq_iter)
     all_linears = inject.linear_names(model, linear_types)
-    cfg.targets = inject.inject(model, target_modules, lambda _n, m: LoraLinear(m, cfg), linear_types)
+    cfg.targets = inject.inject(model, target_modules, lambda _n, m: LoraLinear(m, cfg, loftq_quant), linear_types)
     cfg.target_modules = inject.compact_targets(all_linears, cfg.targets)
     model.peft_lab_config = {"method": "dora" if use_dora else ("rslora" if use_rslora else "lora"), **asdict(cfg)}
     return model

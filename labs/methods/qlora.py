@@ -68,11 +68,22 @@ def quantize_model(model: nn.Module, quant_type: str = "nf4", blocksize: int = 6
 
 def apply(model: nn.Module, r: int = 8, lora_alpha: float = 16, target_modules="all-linear",
           lora_dropout: float = 0.0, use_rslora: bool = False, use_dora: bool = False, init: str = "standard",
-          quant_type: str = "nf4", blocksize: int = 64, double_quant: bool = True) -> nn.Module:
-    """Quantize the base to 4 bits (phase 1), then add LoRA on `target_modules` (phase 2)."""
-    quantize_model(model, quant_type, blocksize, double_quant)
-    lora.apply(model, r=r, lora_alpha=lora_alpha, target_modules=target_modules, lora_dropout=lora_dropout,
-               use_rslora=use_rslora, use_dora=use_dora, init=init, linear_types=(Linear4bit,))
+          quant_type: str = "nf4", blocksize: int = 64, double_quant: bool = True, loftq_iter: int = 1) -> nn.Module:
+    """Quantize the base to 4 bits (phase 1), then add LoRA on `target_modules` (phase 2).
+    init="loftq": the targets are quantized by LoftQ itself (it needs their full-precision W), the rest first."""
+    quant = {"quant_type": quant_type, "blocksize": blocksize, "double_quant": double_quant}
+    if init == "loftq":
+        targets = inject.match_targets(model, target_modules)
+        others = [n for n in inject.match_targets(model, "all-linear") if n not in targets]
+        if others:
+            inject.inject(model, others, lambda _n, m: Linear4bit(m, **quant))
+        lora.apply(model, r=r, lora_alpha=lora_alpha, target_modules=target_modules, lora_dropout=lora_dropout,
+                   use_rslora=use_rslora, use_dora=use_dora, init=init, loftq_iter=loftq_iter, loftq_quant=quant)
+    else:
+        quantize_model(model, quant_type, blocksize, double_quant)
+        lora.apply(model, r=r, lora_alpha=lora_alpha, target_modules=target_modules, lora_dropout=lora_dropout,
+                   use_rslora=use_rslora, use_dora=use_dora, init=init, loftq_iter=loftq_iter,
+                   linear_types=(Linear4bit,))
     model.peft_lab_config = {**model.peft_lab_config, "method": "qlora", "quant_type": quant_type,
                              "blocksize": blocksize, "double_quant": double_quant}
     return model
