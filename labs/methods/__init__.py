@@ -11,6 +11,8 @@
     ptuning-v2      labs.methods.prompts      prefixes produced by an MLP (reparametrization)
     houlsby         labs.methods.adapters     bottleneck adapters after attention and after the MLP
     llama-adapter   labs.methods.adapters     gated adaption prompts in the top L layers
+    ia3             labs.methods.ia3          l (out,) rescaling k/v outputs, l (in,) rescaling the FFN input
+    vera            labs.methods.vera         λ_b (out,), λ_d (r,) per layer; A, B shared, frozen, from a seed
 
 Every `apply` freezes the base, adds the method's parameters and sets `model.peft_lab_config`
 ({"method": name, ...arguments}) so `labs.methods.io.save` / `load` can round-trip it.
@@ -36,6 +38,8 @@ _REGISTRY: dict[str, tuple[str, str, dict]] = {
     "ptuning-v2": ("labs.methods.prompts", "apply_prefix_tuning", {"prefix_projection": True}),
     "houlsby": ("labs.methods.adapters", "apply_houlsby", {}),
     "llama-adapter": ("labs.methods.adapters", "apply_llama_adapter", {}),
+    "ia3": ("labs.methods.ia3", "apply", {}),
+    "vera": ("labs.methods.vera", "apply", {}),
 }
 METHODS = tuple(_REGISTRY)
 

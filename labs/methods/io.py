@@ -236,6 +236,8 @@ def save(model: nn.Module, path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     if cfg["method"] in LORA_METHODS and cfg.get("init") != "loftq":
         save_lora_peft(model, path)
+    elif cfg["method"] in PEFT_FORMAT_MODULES:
+        save_peft_format(model, path)
     else:
         tensors = {k: v.detach().contiguous().cpu() for k, v in trainable_state_dict(model).items()}
         save_file(tensors, str(path / ADAPTER_WEIGHTS), metadata={"format": "pt"})
@@ -249,11 +251,13 @@ def load(base_model: nn.Module, path, tokenizer=None) -> nn.Module:
 
     path = Path(path)
     if not (path / LAB_CONFIG).is_file() and (path / ADAPTER_CONFIG).is_file():
-        return load_lora_peft(base_model, path)           # an adapter saved by peft itself
+        return load_any_peft(base_model, path)             # an adapter saved by peft itself
     cfg = dict(_read_json(path / LAB_CONFIG))
     method = cfg.pop("method", None)
     if method in LORA_METHODS and cfg.get("init") != "loftq":
         return load_lora_peft(base_model, path)
+    if method in PEFT_FORMAT_MODULES:
+        return load_peft_format(base_model, path)
     cfg.pop("targets", None)
     model = apply_method(base_model, method, **cfg, _loading=True)
     tensors = _read_tensors(path / ADAPTER_WEIGHTS)

@@ -14,6 +14,8 @@ CFG = {
     "prompt": dict(num_virtual_tokens=3), "prefix": dict(num_virtual_tokens=3),
     "ptuning-v2": dict(num_virtual_tokens=3, encoder_hidden_size=16), "houlsby": dict(bottleneck=4),
     "llama-adapter": dict(adapter_len=3),
+    "ia3": dict(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"]),
+    "vera": dict(r=4, target_modules=["q_proj", "v_proj"]),
 }
 
 
