@@ -43,7 +43,7 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None
     bf16: bool = True          # bf16 autocast, on CUDA only
-    optimizer: str = "adamw"   # adamw | sgd
+    optimizer: str = "adamw"   # adamw | sgd | galore (labs.methods.galore; its param_groups carry rank, gap, scale)
 
 
 @dataclass
@@ -81,6 +81,10 @@ def make_optimizer(model, cfg: TrainConfig, param_groups=None):
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
     if not any(p.requires_grad for g in groups for p in g["params"]):
         raise ValueError("nothing to train: every parameter is frozen")
+    if cfg.optimizer == "galore":
+        from labs.methods.galore import GaLoreAdamW
+
+        return GaLoreAdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
