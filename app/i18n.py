@@ -72,3 +72,11 @@ def language_switch() -> None:
     st.session_state["_lang_choice"] = current
     st.radio("Language / 语言", LANGS, format_func=LABELS.get, key="_lang_choice",
              horizontal=True, on_change=_changed)
+
+
+def page_title(page_id: str) -> str:
+    """The title of page ``page_id`` (content/pages/index.yaml) in the current language: its sidebar entry and
+    its heading."""
+    from app.page_registry import get
+
+    return pick(get(page_id).title)

@@ -16,42 +16,17 @@ if str(ROOT) not in sys.path:  # so `import labs`, `import app` work under `stre
 
 import streamlit as st  # noqa: E402
 
-from app.i18n import language_switch, t  # noqa: E402
-
-# (file under app/pages, UI-string key of its title, icon, url path). Order = the sidebar's order.
-SECTIONS = {
-    "nav.start": [("home.py", "page.home", "🏠", "home")],
-    "nav.concepts": [
-        ("lora.py", "page.lora", "🔧", "lora"),
-        ("nf4.py", "page.nf4", "🔢", "nf4"),
-        ("qlora.py", "page.qlora", "🧊", "qlora"),
-        ("dora.py", "page.dora", "🧭", "dora"),
-        ("adalora.py", "page.adalora", "✂️", "adalora"),
-        ("soft_prompts.py", "page.soft_prompts", "💬", "soft-prompts"),
-        ("adapters.py", "page.adapters", "🔌", "adapters"),
-        ("serving.py", "page.serving", "🚀", "serving"),
-    ],
-    "nav.tools": [
-        ("calculator.py", "page.calculator", "🧮", "calculator"),
-        ("decision_guide.py", "page.decision_guide", "🧭", "decision-guide"),
-    ],
-    "nav.study": [
-        ("flashcards.py", "page.flashcards", "🃏", "flashcards"),
-        ("quiz.py", "page.quiz", "❓", "quiz"),
-        ("interview.py", "page.interview", "🎤", "interview"),
-        ("progress.py", "page.progress", "📈", "progress"),
-    ],
-}
+from app import page_registry  # noqa: E402
+from app.i18n import language_switch, pick  # noqa: E402
 
 
 def build_navigation() -> dict:
-    pages_dir = Path(__file__).resolve().parent / "pages"
+    """{section title: [st.Page]} from content/pages/index.yaml (app/page_registry.py), in its order; the first
+    page of the first section opens by default."""
     nav = {}
-    for section, entries in SECTIONS.items():
-        items = [st.Page(str(pages_dir / f), title=t(key), icon=icon, url_path=url, default=(url == "home"))
-                 for f, key, icon, url in entries if (pages_dir / f).exists()]
-        if items:
-            nav[t(section)] = items
+    for section_title, pages in page_registry.nav():
+        nav[pick(section_title)] = [st.Page(str(p.path), title=pick(p.title), icon=p.icon, url_path=p.url,
+                                            default=not nav and i == 0) for i, p in enumerate(pages)]
     return nav
 
 

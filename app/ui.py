@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:  # pages are also run on their own (AppTest, `stre
 import streamlit as st  # noqa: E402
 import yaml  # noqa: E402
 
-from app.i18n import lang, t  # noqa: E402
+from app.i18n import lang, page_title, t  # noqa: E402
 
 PAGES_DIR = ROOT / "content" / "pages"
 SECTIONS = ("why", "math", "picture", "lab", "seen", "interview")
@@ -45,9 +45,9 @@ def picture_beside_text(page_id: str, draw: Callable[[], None]) -> None:
         draw()
 
 
-def concept_page_without_lab(page_id: str, title_key: str, issue: int) -> None:
+def concept_page_without_lab(page_id: str, issue: int) -> None:
     """A concept page whose lab is still to come: every text section, and an honest notice."""
-    st.title(t(title_key))
+    st.title(page_title(page_id))
     for section in SECTIONS:
         if section == "lab":
             st.subheader(t("concept.section.lab"))

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
 from app import labview  # noqa: E402
-from app.i18n import pick, t  # noqa: E402
+from app.i18n import page_title, pick, t  # noqa: E402
 from app.ui import concept_section, topic_cards  # noqa: E402
 from labs.experiments import get_lab  # noqa: E402
 from labs.experiments.adalora import MODULE_ORDER, check, schedule  # noqa: E402
@@ -158,7 +158,7 @@ def heatmap(a: dict, run_id: int) -> None:
     st.plotly_chart(fig, key=f"ada.heat.{run_id}.{idx}")
 
 
-st.title(t("page.adalora"))
+st.title(page_title("adalora"))
 concept_section(PAGE, "why")
 concept_section(PAGE, "math")
 st.subheader(t("concept.section.picture"))

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from app.i18n import lang, t  # noqa: E402
+from app.i18n import lang, page_title, t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
 from app.ui import concept_section, related_cards  # noqa: E402
 from labs.experiments.adapters import SERIES, formula  # noqa: E402
@@ -185,7 +185,7 @@ def card_links() -> None:
     related_cards(lambda c: c.topic == PAGE, "ad.cards", "ad.cards_unavailable", subheader=True)
 
 
-st.title(t("page.adapters"))
+st.title(page_title("adapters"))
 concept_section(PAGE, "why")
 concept_section(PAGE, "math")
 st.subheader(t("concept.section.picture"))

@@ -10,7 +10,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
-from app.i18n import t  # noqa: E402
+from app.i18n import page_title, t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
 from app.ui import concept_section, topic_cards  # noqa: E402
 from labs.experiments.dora import decomposition_picture  # noqa: E402
@@ -142,7 +142,7 @@ def render_result(run) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
 
 
-st.title(t("page.dora"))
+st.title(page_title("dora"))
 concept_section(PAGE, "why")
 concept_section(PAGE, "math")
 st.latex(r"W' = m\,\frac{W_0 + sBA}{\lVert W_0 + sBA \rVert_c},\qquad "

@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from app.i18n import lang, t  # noqa: E402
+from app.i18n import lang, page_title, t  # noqa: E402
 from app.study import srs  # noqa: E402
 from app.study import widgets as W  # noqa: E402
 
@@ -20,7 +20,7 @@ NEW_LIMIT_RANGE = (0, 200)
 DEFAULT_NEW_LIMIT = 20
 BUTTONS = {1: "fc.again", 2: "fc.hard", 3: "fc.good", 4: "fc.easy"}
 
-st.title(t("page.flashcards"))
+st.title(page_title("flashcards"))
 store = W.open_store()
 deck = W.load_deck()
 pid = W.profile_id(store)

@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app.i18n import lang, t  # noqa: E402
+from app.i18n import lang, page_title, t  # noqa: E402
 from app.study import widgets as W  # noqa: E402
 
 N_RANGE = (1, 10)
@@ -21,7 +21,7 @@ DEFAULT_N = 3
 MINUTES_RANGE = (1, 10)
 DEFAULT_MINUTES = 3
 
-st.title(t("page.interview"))
+st.title(page_title("interview"))
 store = W.open_store()
 deck = W.load_deck()
 pid = W.profile_id(store)

@@ -14,7 +14,7 @@ import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
-from app.i18n import lang, t  # noqa: E402
+from app.i18n import lang, page_title, t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
 from labs.experiments import lora as L  # noqa: E402
 
@@ -211,7 +211,7 @@ def card_links() -> None:
     related_cards(lambda c: c.page == PAGE or c.lab == "lora", "lora.cards", "lora.cards_unavailable")
 
 
-st.title(t("page.lora"))
+st.title(page_title("lora"))
 concept_section(PAGE, "why")
 concept_section(PAGE, "math")
 st.latex(r"W_{\text{merged}} = W_0 + s\,BA,\qquad s = \frac{\alpha}{r}\ \text{(LoRA)}\quad\text{or}\quad "

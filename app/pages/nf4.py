@@ -14,7 +14,7 @@ import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
-from app.i18n import lang, t  # noqa: E402
+from app.i18n import lang, page_title, t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
 from app import minilm_view  # noqa: E402
 from labs import minilm as MINILM  # noqa: E402
@@ -224,7 +224,7 @@ def card_links() -> None:
     related_cards(lambda c: c.page == PAGE or c.lab == PAGE, "nf4.cards", "nf4.cards_unavailable")
 
 
-st.title(t("page.nf4"))
+st.title(page_title("nf4"))
 concept_section(PAGE, "why")
 concept_section(PAGE, "math")
 st.latex(r"\text{bits/param} = 4 + \frac{32}{B} \;\xrightarrow{\text{double quant}}\; "

@@ -12,13 +12,13 @@ if str(ROOT) not in sys.path:
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from app.i18n import LABELS, LANGS, lang, t  # noqa: E402
+from app.i18n import LABELS, LANGS, lang, page_title, t  # noqa: E402
 from app.study import anki  # noqa: E402
 from app.study import progress as P  # noqa: E402
 from app.study import widgets as W  # noqa: E402
 from app.study.cards import CardError  # noqa: E402
 
-st.title(t("page.progress"))
+st.title(page_title("progress"))
 store = W.open_store()
 deck = W.load_deck()
 pid = W.profile_id(store)

@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from app.i18n import lang, t  # noqa: E402
+from app.i18n import lang, page_title, t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
 from labs.experiments import qlora as Q  # noqa: E402
 
@@ -157,7 +157,7 @@ def card_links() -> None:
     related_cards(lambda c: c.page == PAGE or c.lab == PAGE, "qlora.cards", "qlora.cards_unavailable")
 
 
-st.title(t("page.qlora"))
+st.title(page_title("qlora"))
 concept_section(PAGE, "why")
 concept_section(PAGE, "math")
 st.latex(r"h = \operatorname{dequant}(W^{\text{NF4}}, c)\,x + s\,BAx,\qquad "

@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app.i18n import lang, t  # noqa: E402
+from app.i18n import lang, page_title, t  # noqa: E402
 from app.study import cards as C  # noqa: E402
 from app.study import widgets as W  # noqa: E402
 
@@ -20,7 +20,7 @@ SIZE_RANGE = (1, 50)
 DEFAULT_SIZE = 10
 KINDS = ("mcq", "numeric", "open")
 
-st.title(t("page.quiz"))
+st.title(page_title("quiz"))
 store = W.open_store()
 deck = W.load_deck()
 pid = W.profile_id(store)

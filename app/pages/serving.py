@@ -12,7 +12,7 @@ import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
-from app.i18n import t  # noqa: E402
+from app.i18n import page_title, t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
 from app.ui import concept_section, topic_cards  # noqa: E402
 from labs.experiments.serving import TARGETS, cache_hit_rate, memory_curve  # noqa: E402
@@ -113,7 +113,7 @@ def render_result(run) -> None:
         st.plotly_chart(fig, key=f"serving.{key}.{run.id}")
 
 
-st.title(t("page.serving"))
+st.title(page_title("serving"))
 concept_section(PAGE, "why")
 concept_section(PAGE, "math")
 st.latex(r"y_i = W_0 x_i + s_{a(i)}\,B_{a(i)}\big(A_{a(i)} x_i\big),\qquad "

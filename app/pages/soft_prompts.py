@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from app.i18n import lang, t  # noqa: E402
+from app.i18n import lang, page_title, t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
 from app.ui import concept_section, related_cards  # noqa: E402
 from labs.experiments.soft_prompts import SERIES, formula, geometry  # noqa: E402
@@ -157,7 +157,7 @@ def card_links() -> None:
     related_cards(lambda c: c.topic == PAGE, "sp.cards", "sp.cards_unavailable", subheader=True)
 
 
-st.title(t("page.soft_prompts"))
+st.title(page_title("soft-prompts"))
 concept_section(PAGE, "why")
 concept_section(PAGE, "math")
 st.subheader(t("concept.section.picture"))

@@ -21,15 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from app import page_registry
+from labs.experiments import MODULES as LAB_MODULES
+
 CONTENT = Path(__file__).resolve().parents[2] / "content"
 ENV_CONTENT = "PEFTLAB_CONTENT_DIR"  # tests point this at a fixture deck
 LANGS = ("en", "zh")
-TOPICS = ("why-peft", "lora", "lora-hparams", "qlora", "nf4", "dora", "adalora", "lora-plus",
-          "rslora", "soft-prompts", "adapters", "tradeoffs", "scenarios", "serving", "memory",
-          "interview")
-PAGES = ("why-peft", "lora", "nf4", "qlora", "dora", "adalora", "soft-prompts", "adapters",
-         "serving", "calculator", "decision-guide")
-LABS = ("lora", "nf4", "qlora", "dora", "adalora", "soft-prompts", "adapters", "serving", "full-ft")
+# topic ids and page ids come from the page registry (content/pages/index.yaml), lab ids from the lab registry
+TOPICS = page_registry.load().topics
+PAGES = page_registry.page_ids()
+LABS = tuple(LAB_MODULES)
 KINDS = ("open", "mcq", "numeric")
 UNITS = {"GB": 1e9, "GiB": float(2 ** 30), "count": 1.0, "percent": 1.0}  # shown = value / divisor
 CARD_ID = re.compile(r"^[a-z0-9-]+-\d{3}$")

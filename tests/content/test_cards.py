@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from labs.experiments import MODULES as LAB_MODULES
+
 ROOT = Path(__file__).resolve().parents[2]
 CARDS_DIR = ROOT / "content" / "cards"
 QUESTIONS = ROOT / "content" / "interview" / "questions.yaml"
 
-TOPICS = ("why-peft", "lora", "lora-hparams", "qlora", "nf4", "dora", "adalora", "lora-plus",
-          "rslora", "soft-prompts", "adapters", "tradeoffs", "scenarios", "serving", "memory",
-          "interview")
-PAGES = {"why-peft", "lora", "nf4", "qlora", "dora", "adalora", "soft-prompts", "adapters",
-         "serving", "calculator", "decision-guide"}
-LABS = {"lora", "nf4", "qlora", "dora", "adalora", "soft-prompts", "adapters", "serving",
-        "full-ft", None}
+# topics and page ids: the page registry (content/pages/index.yaml); lab ids: the lab registry's modules
+INDEX = yaml.safe_load((ROOT / "content" / "pages" / "index.yaml").read_text(encoding="utf-8"))
+TOPICS = tuple(INDEX["topics"])
+PAGES = {p["id"] for p in INDEX["pages"]}
+LABS = {*LAB_MODULES, None}
 KINDS = {"open", "mcq", "numeric"}
 LANGS = ("en", "zh")
 UNITS = {"GB": 1e9, "GiB": 2.0 ** 30, "count": 1.0, "percent": 1.0}
