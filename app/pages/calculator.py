@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import yaml
 
-from app.i18n import lang, pick
+from app.calc_link import parse as parse_link
+from app.i18n import lang, pick, t
 from labs.budget import CARD_SIZES_GB, GPUS, METHODS, OPTIMIZERS, PRECISIONS, BudgetError, estimate, seed_table
 from labs.budget.params import LINEAR_NAMES
 from labs.budget.presets import MAIN_PRESETS, MAX_CONFIG_BYTES, PRESETS, parse_config_bytes
@@ -62,9 +63,17 @@ def bar(results: dict[str, dict], title: str) -> go.Figure:
 
 
 def sidebar() -> dict:
+    pre, bad = parse_link(st.query_params)   # ?model=…&method=… from a link (e.g. the notes errata), validated
+    for msg in bad:
+        st.warning(t("errata.calc_link_bad", message=msg))
+
+    def ix(options, name, default):   # the selectbox index of the linked value, else of the default
+        return list(options).index(pre.get(name, default))
+
     with st.sidebar:
         st.header(s("calc.inputs"))
-        model = st.selectbox(s("calc.model"), list(PRESETS), index=0, key="calc_model")
+        model = st.selectbox(s("calc.model"), list(PRESETS), index=ix(PRESETS, "model", "llama-2-7b"),
+                             key="calc_model")
         up = st.file_uploader(s("calc.upload"), type=["json"])
         if up is not None:
             data = up.getvalue()
@@ -72,31 +81,40 @@ def sidebar() -> dict:
                 model = parse_config_bytes(data, name=Path(up.name).stem)
             except BudgetError as e:
                 st.error(f"{s('calc.upload_error')}: {e}")
-        method = st.selectbox(s("calc.method"), METHODS, index=1, key="calc_method")
+        method = st.selectbox(s("calc.method"), METHODS, index=ix(METHODS, "method", METHODS[1]), key="calc_method")
         kw = {"method": method, "model": model}
         if method in ("lora", "qlora", "dora", "adalora"):
-            kw["rank"] = int(st.number_input(s("calc.rank"), min_value=1, max_value=4096, value=16, key="calc_rank"))
-            tg = st.multiselect(s("calc.targets"), LINEAR_NAMES, default=list(LINEAR_NAMES))
+            kw["rank"] = int(st.number_input(s("calc.rank"), min_value=1, max_value=4096, value=pre.get("rank", 16),
+                                             key="calc_rank"))
+            linked = pre.get("targets", "all-linear")
+            tg = st.multiselect(s("calc.targets"), LINEAR_NAMES, default=[n for n in LINEAR_NAMES if linked == "all-linear"
+                                                                         or n in linked.split(",")])
             kw["targets"] = "all-linear" if set(tg) == set(LINEAR_NAMES) else ",".join(tg)
         if method in ("prompt", "prefix"):
-            kw["n_tokens"] = int(st.number_input("n_virtual_tokens", min_value=1, max_value=4096, value=20))
+            kw["n_tokens"] = int(st.number_input("n_virtual_tokens", min_value=1, max_value=4096,
+                                                 value=pre.get("n_tokens", 20)))
         if method == "houlsby":
-            kw["adapter_size"] = int(st.number_input("adapter bottleneck m", min_value=1, max_value=4096, value=64))
-        kw["precision"] = st.selectbox(s("calc.precision"), PRECISIONS, index=1)
-        kw["optimizer"] = st.selectbox(s("calc.optimizer"), OPTIMIZERS, index=0)
-        kw["checkpointing"] = st.selectbox(s("calc.ckpt"), ("full", "none"))
-        kw["flash"] = st.toggle(s("calc.flash"), value=True)
-        kw["batch"] = int(st.number_input(s("calc.batch"), min_value=1, max_value=4096, value=1))
-        kw["seq"] = int(st.number_input(s("calc.seq"), min_value=1, max_value=1 << 20, value=512, step=256, key="calc_seq"))
-        kw["gpus"] = int(st.number_input(s("calc.gpus"), min_value=1, max_value=4096, value=1))
-        kw["zero"] = st.selectbox(s("calc.zero"), (0, 1, 2, 3), index=0)
-        kw["offload"] = st.checkbox(s("calc.offload"))
+            kw["adapter_size"] = int(st.number_input("adapter bottleneck m", min_value=1, max_value=4096,
+                                                   value=pre.get("adapter_size", 64)))
+        kw["precision"] = st.selectbox(s("calc.precision"), PRECISIONS, index=ix(PRECISIONS, "precision", "bf16-mixed"))
+        kw["optimizer"] = st.selectbox(s("calc.optimizer"), OPTIMIZERS, index=ix(OPTIMIZERS, "optimizer", "adamw"))
+        kw["checkpointing"] = st.selectbox(s("calc.ckpt"), ("full", "none"),
+                                           index=ix(("full", "none"), "checkpointing", "full"))
+        kw["flash"] = st.toggle(s("calc.flash"), value=pre.get("flash", True))
+        kw["batch"] = int(st.number_input(s("calc.batch"), min_value=1, max_value=4096, value=pre.get("batch", 1)))
+        kw["seq"] = int(st.number_input(s("calc.seq"), min_value=1, max_value=1 << 20, value=pre.get("seq", 512),
+                                          step=256, key="calc_seq"))
+        kw["gpus"] = int(st.number_input(s("calc.gpus"), min_value=1, max_value=4096, value=pre.get("gpus", 1)))
+        kw["zero"] = st.selectbox(s("calc.zero"), (0, 1, 2, 3), index=pre.get("zero", 0))
+        kw["offload"] = st.checkbox(s("calc.offload"), value=pre.get("offload", False))
         if method == "qlora":
-            kw["nf4_blocksize"] = st.selectbox(s("calc.blocksize"), (32, 64, 128, 256), index=1)
-            kw["double_quant"] = st.checkbox(s("calc.dq"), value=True)
-        kw["mode"] = st.selectbox(s("calc.mode"), ("train", "inference"))
-        kw["gpu"] = st.selectbox(s("calc.gpu"), list(GPUS), index=list(GPUS).index("A100-80GB"))
-        kw["mfu"] = st.slider(s("calc.mfu"), 0.05, 0.8, 0.4, 0.05)
+            kw["nf4_blocksize"] = st.selectbox(s("calc.blocksize"), (32, 64, 128, 256),
+                                               index=ix((32, 64, 128, 256), "nf4_blocksize", 64))
+            kw["double_quant"] = st.checkbox(s("calc.dq"), value=pre.get("double_quant", True))
+        kw["mode"] = st.selectbox(s("calc.mode"), ("train", "inference"),
+                                  index=ix(("train", "inference"), "mode", "train"))
+        kw["gpu"] = st.selectbox(s("calc.gpu"), list(GPUS), index=ix(GPUS, "gpu", "A100-80GB"))
+        kw["mfu"] = st.slider(s("calc.mfu"), 0.05, 0.8, float(pre.get("mfu", 0.4)), 0.05)
     return kw
 
 
@@ -151,7 +169,8 @@ st.plotly_chart(fig, use_container_width=True)
 
 with st.expander(s("calc.seed")):
     st.markdown(s("calc.seed_text"))
-    st.dataframe(pd.DataFrame(seed_table()).round(1), hide_index=True)
+    st.dataframe(pd.DataFrame(seed_table()).round(1).rename(columns={"seed_8_bytes_gb": t("errata.notes_8_bytes")}),
+                 hide_index=True)
 
 with st.expander(s("calc.assumptions")):
     st.markdown("\n".join(f"- {a}" for a in r["assumptions"]))
