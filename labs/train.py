@@ -9,6 +9,8 @@
 Events (plain dicts, JSON-able): ``start`` (device, params, bytes), ``step`` (loss, lr, tokens/s,
 elapsed, eta, memory by category), ``eval`` (eval_loss, eval_accuracy), ``end`` (the result).
 ``should_stop()`` is polled every micro-step: a cancel lands within one step.
+Data parallel (DDP / FSDP, ``labs.experiments.fsdp``): with ``world_size > 1`` each rank trains on its rows of
+the same global batch (``shard_batch``); the model passed in is already wrapped.
 """
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ class TrainConfig:
     device: str | None = None
     bf16: bool = True          # bf16 autocast, on CUDA only
     optimizer: str = "adamw"   # adamw | sgd | galore (labs.methods.galore; its param_groups carry rank, gap, scale)
+    evaluate: bool = True      # False: no eval passes (a systems lab that only needs the loss curve)
+    rank: int = 0              # data parallel: this process's rank ...
+    world_size: int = 1        # ... of world_size; each takes its contiguous slice of the same global batch
 
 
 @dataclass
@@ -53,6 +58,8 @@ class Hooks:
     after_backward: Callable[[int], None] | None = None          # step -> None (grads are present)
     after_step: Callable[[int], dict | None] | None = None       # step -> extra fields for the step event
     forward: Callable[[dict], torch.Tensor] | None = None        # batch -> logits (soft prompts)
+    step_context: Callable[[int], Any] | None = None             # step -> context manager around one optimizer
+                                                                 # step (forward, backward, clip, update)
 
 
 def seed_everything(seed: int) -> None:
@@ -63,7 +70,12 @@ def seed_everything(seed: int) -> None:
 
 
 def tensor_bytes(tensors) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+    """Bytes this process holds: a sharded DTensor (FSDP2) counts its local shard only."""
+    return sum(_local(t).numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    return t.to_local() if hasattr(t, "to_local") else t
 
 
 def memory_by_category(model, opt) -> dict[str, int]:
@@ -75,6 +87,20 @@ def memory_by_category(model, opt) -> dict[str, int]:
             "trainable_param_bytes": tensor_bytes(p for p in params if p.requires_grad),
             "grad_bytes": tensor_bytes(p.grad for p in params if p.grad is not None),
             "optimizer_bytes": tensor_bytes(state)}
+
+
+def shard_batch(batch: dict, rank: int, world_size: int) -> tuple[dict, torch.Tensor | None]:
+    """(this rank's contiguous rows of a global batch, loss denominator) for data parallelism; (batch, None)
+    in one process. Denominator = global answer tokens / world_size (a gradient AVERAGE over ranks follows)."""
+    if world_size == 1:
+        return batch, None
+    rows = batch["input_ids"].shape[0]
+    if rows % world_size:
+        raise ValueError(f"batch_size = {rows} is not divisible by world_size = {world_size}: allowed a multiple "
+                         f"of {world_size}")
+    per = rows // world_size
+    tokens = (batch["labels"][:, 1:] != -100).sum()          # the same count answer_metrics uses, all rows
+    return {k: v[rank * per:(rank + 1) * per] for k, v in batch.items()}, tokens / world_size
 
 
 def make_optimizer(model, cfg: TrainConfig, param_groups=None):
@@ -109,6 +135,8 @@ def train(model, tok, task: Task, cfg: TrainConfig, param_groups=None, on_event=
     trainable, total = report["trainable"], report["total"]
 
     def run_eval(choices: bool = False) -> dict:
+        if not cfg.evaluate:
+            return {}
         with autocast:
             return evaluate(model, tok, task, limit=cfg.eval_limit, forward=hooks.forward, choices=choices)
 
@@ -118,7 +146,8 @@ def train(model, tok, task: Task, cfg: TrainConfig, param_groups=None, on_event=
     base = run_eval(choices=True)
     emit({"type": "start", "device": str(device), "steps": cfg.steps, "trainable_params": trainable,
           "total_params": total, "config": asdict(cfg), **memory_by_category(model, opt)})
-    emit({"type": "eval", "step": 0, **base})
+    if cfg.evaluate:
+        emit({"type": "eval", "step": 0, **base})
     rng = random.Random(cfg.seed)
     order: list[int] = []
     history, evals = [], [{"step": 0, **base}]
@@ -129,27 +158,33 @@ def train(model, tok, task: Task, cfg: TrainConfig, param_groups=None, on_event=
         for g, lr in zip(opt.param_groups, base_lrs):
             g["lr"] = lr * scale
         loss_total = 0.0
-        for _ in range(cfg.grad_accum):
-            if stop():
-                raise Cancelled(f"cancelled at step {step}")
-            if len(order) < cfg.batch_size:
-                order.extend(rng.sample(range(len(task.train)), len(task.train)))
-            batch = encode(tok, [task.train[order.pop()] for _ in range(cfg.batch_size)], device)
-            with autocast:
-                logits = (hooks.forward(batch) if hooks.forward else
-                          model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits)
-                nll, count, _ = answer_metrics(logits, batch["labels"])
-                loss = nll.sum() / count.sum()
-                if hooks.extra_loss is not None:
-                    loss = loss + hooks.extra_loss(model)
-            (loss / cfg.grad_accum).backward()
-            loss_total += loss.item() / cfg.grad_accum
-            tokens += int(batch["attention_mask"].sum())
-        if hooks.after_backward is not None:
-            hooks.after_backward(step)
-        if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.max_grad_norm)
-        opt.step()
+        with hooks.step_context(step) if hooks.step_context else contextlib.nullcontext():
+            for _ in range(cfg.grad_accum):
+                if stop():
+                    raise Cancelled(f"cancelled at step {step}")
+                if len(order) < cfg.batch_size:
+                    order.extend(rng.sample(range(len(task.train)), len(task.train)))
+                batch = encode(tok, [task.train[order.pop()] for _ in range(cfg.batch_size)], device)
+                # data parallel: every rank draws the same global batch and keeps its rows; the loss is divided by
+                # the GLOBAL answer-token count times world_size, so the gradient average that DDP/FSDP take
+                # equals the single-process gradient of the whole batch
+                batch, denom = shard_batch(batch, cfg.rank, cfg.world_size)
+                with autocast:
+                    logits = (hooks.forward(batch) if hooks.forward else
+                              model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits)
+                    nll, count, _ = answer_metrics(logits, batch["labels"])
+                    loss = nll.sum() / (denom if denom is not None else count.sum())
+                    if hooks.extra_loss is not None:
+                        loss = loss + hooks.extra_loss(model)
+                (loss / cfg.grad_accum).backward()
+                loss_total += loss.item() / cfg.grad_accum
+                tokens += int(batch["attention_mask"].sum())
+            if hooks.after_backward is not None:
+                hooks.after_backward(step)
+            if cfg.max_grad_norm:
+                params = [p for g in opt.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)   # FSDP2: a DTensor norm over shards
+            opt.step()
         mem = memory_by_category(model, opt)  # grads not yet cleared, states allocated: the step's peak
         extra = hooks.after_step(step) if hooks.after_step is not None else None
         opt.zero_grad(set_to_none=True)
@@ -163,7 +198,7 @@ def train(model, tok, task: Task, cfg: TrainConfig, param_groups=None, on_event=
             event.update(extra)
         history.append({k: v for k, v in event.items() if k != "type"})
         emit(event)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
+        if cfg.evaluate and (step % cfg.eval_every == 0 or step == cfg.steps):
             ev = run_eval(choices=step == cfg.steps)
             model.train()
             evals.append({"step": step, **ev})
