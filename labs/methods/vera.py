@@ -145,7 +145,8 @@ def apply(model: nn.Module, r: int = 256, target_modules=None, projection_prng_k
     shapes = [model.get_submodule(n).weight.shape for n in names]
     out_max, in_max = max(s[0] for s in shapes), max(s[1] for s in shapes)
     projections = VeraProjections(cfg.r, in_max, out_max, cfg.projection_prng_key)
-    projections.to(device=model.get_submodule(names[0]).weight.device)
+    w0 = model.get_submodule(names[0]).weight
+    projections.to(device=w0.device, dtype=w0.dtype)      # PEFT casts A, B to the base layer's dtype too
     cfg.targets = inject.inject(model, cfg.target_modules, lambda _n, m: VeraLinear(m, projections, cfg))
     model.add_module(PROJECTIONS, projections)
     cfg.target_modules = inject.compact_targets(all_linears, cfg.targets)
