@@ -11,7 +11,9 @@ Model states, for Ψ trainable parameters (ZeRO paper's accounting, section 3.1)
     absmax per 256) · sgd momentum 1 x fp32 · adafactor (rows + cols) per matrix, no first moment
 
 ZeRO over N GPUs: stage 1 shards the optimizer (K/N), 2 also the grads, 3 (= FSDP full shard) also
-the weights. CPU offload moves the optimizer states (and master) to host memory.
+the weights (PEFT: the frozen base too). CPU offload moves the optimizer states (and master) to host memory.
+Communication per step: ``labs.budget.comm``. Both are checked against real FSDP2/DDP shards and collectives
+by ``labs.experiments.fsdp`` (fp32).
 
 Frozen weights (PEFT) are stored in the compute dtype (bf16 in both bf16 modes); QLoRA stores the
 decoder linear weights as NF4 (4 bits) + quantization constants, embeddings/lm_head stay bf16.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import math
 
 from labs.budget.activations import activation_terms, inference_transient, logits_bytes
+from labs.budget.comm import comm_bytes
 from labs.budget.methods import LORA_LIKE, trainable_params
 from labs.budget.params import count_params, linear_bias, linear_shapes
 from labs.budget.presets import ArchConfig, BudgetError
@@ -131,7 +134,8 @@ def breakdown(c: ArchConfig, method: str = "lora", rank: int = 16, targets="all-
     master = T * db["master"]
     optimizer_total = opt_states + master
 
-    # ---- ZeRO / FSDP sharding over N data-parallel GPUs -----------------------------------------------
+    # ---- ZeRO / FSDP sharding over N data-parallel GPUs (communication first: it moves unsharded sizes) -
+    comm = comm_bytes(weights_total + qconst, grads, w_train, gpus if mode == "train" else 1, zero)
     N = gpus
     if zero >= 1:
         optimizer_total /= N
@@ -171,7 +175,8 @@ def breakdown(c: ArchConfig, method: str = "lora", rank: int = 16, targets="all-
            "activations": act, "logits": logit, "overhead": overhead, "other": logit + overhead}
     mem["total"] = tensors + overhead
     mem = {k: int(round(v)) for k, v in mem.items()}
-    return {"memory_bytes": mem, "cpu_offload_bytes": int(cpu_bytes), "total_params": P, "trainable_params": T
-            if mode == "train" else info["trainable"], "trainable_info": info, "activation_terms": act_terms,
+    return {"memory_bytes": mem, "comm_bytes": comm, "cpu_offload_bytes": int(cpu_bytes), "total_params": P,
+            "trainable_params": T if mode == "train" else info["trainable"], "trainable_info": info,
+            "activation_terms": act_terms,
             "activation_per_layer": per_layer, "activation_peak_phase": phase,
             "bytes_per_element": db}

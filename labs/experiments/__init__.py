@@ -25,6 +25,7 @@ _ALL = {
     "minilm-cls": "minilm_cls",
     "selftest": "selftest",
     "compare": "compare",
+    "fsdp": "fsdp",
 }
 _HERE = __import__("pathlib").Path(__file__).resolve().parent
 MODULES = {lab: mod for lab, mod in _ALL.items() if (_HERE / f"{mod}.py").exists()}
