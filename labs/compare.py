@@ -22,7 +22,6 @@ import ast
 import copy
 import json
 import platform
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,34 +30,13 @@ from pathlib import Path
 
 import torch
 
+from labs.methods.registry import COMPARED, SPECS
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "labs" / "data" / "compare"
-METHODS = ("full", "lora", "qlora", "dora", "adalora", "prompt", "prefix", "ptuning-v2", "houlsby", "llama-adapter")
-LABELS = {"full": "Full FT", "lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA", "adalora": "AdaLoRA",
-          "prompt": "Prompt tuning", "prefix": "Prefix tuning", "ptuning-v2": "P-tuning v2",
-          "houlsby": "Houlsby adapter", "llama-adapter": "LLaMA-Adapter"}
-# peak learning rate per method (AdamW, cosine): full FT's 1e-3 reaches 0.9+ on `facts`; the adapters need more
-LR = {"full": 1e-3, "lora": 1e-2, "qlora": 1e-2, "dora": 1e-2, "adalora": 1e-2, "prompt": 3e-2, "prefix": 3e-2,
-      "ptuning-v2": 1e-2, "houlsby": 1e-2, "llama-adapter": 3e-2}
-MERGEABLE = ("full", "lora", "qlora", "dora", "adalora")
-# our own code per method (paths from the repo root); kernels listed separately (CPU reference + Triton twin)
-CODE = {
-    "full": ((), ()),
-    "lora": (("labs/methods/lora.py", "labs/methods/inject.py", "labs/methods/fused.py"),
-             ("peftlab_kernels/lora.py", "peftlab_kernels/lora_triton.py")),
-    "qlora": (("labs/methods/qlora.py", "labs/methods/lora.py", "labs/methods/inject.py"),
-              ("peftlab_kernels/nf4.py", "peftlab_kernels/linear4bit.py", "peftlab_kernels/quant4_torch.py", "peftlab_kernels/codebooks.py",
-               "peftlab_kernels/blockwise8.py", "peftlab_kernels/quant4_triton.py")),
-    "dora": (("labs/methods/lora.py", "labs/methods/dora.py", "labs/methods/inject.py", "labs/methods/fused.py"),
-             ("peftlab_kernels/lora.py", "peftlab_kernels/lora_triton.py")),
-    "adalora": (("labs/methods/adalora.py", "labs/methods/inject.py", "labs/methods/fused.py"),
-                ("peftlab_kernels/lora.py", "peftlab_kernels/lora_triton.py")),
-    "prompt": (("labs/methods/prompts.py",), ()),
-    "prefix": (("labs/methods/prompts.py",), ()),
-    "ptuning-v2": (("labs/methods/prompts.py",), ()),
-    "houlsby": (("labs/methods/adapters.py",), ()),
-    "llama-adapter": (("labs/methods/adapters.py",), ()),
-}
+# the rows, their labels, learning rates, mergeability and source files: labs.methods.registry (one spec a method)
+METHODS = COMPARED
+LR = {m: SPECS[m].lr for m in METHODS}   # peak lr per method (AdamW, cosine): full FT's 1e-3 reaches 0.9+ on `facts`
 SCALE_MODELS = ("llama-2-7b", "llama-2-13b", "llama-2-70b")
 
 
@@ -95,13 +73,15 @@ class CompareConfig:
 
 
 # ------------------------------------------------------------------------------------------------ setup
-def _lab_params(cfg: CompareConfig) -> dict:
-    """The keys the labs' `build` helpers read, filled from one config."""
+def method_settings(cfg: CompareConfig, tok=None, task=None) -> dict:
+    """Every method's apply arguments, by PEFT's names, filled from one config (each method takes its own:
+    `labs.methods.registry.settings_for`)."""
     return {"r": cfg.r, "lora_alpha": cfg.lora_alpha, "target_modules": "all-linear", "quant_type": "nf4",
-            "blocksize": 64, "double_quant": True, "seed": cfg.seed, "num_virtual_tokens": cfg.num_virtual_tokens,
-            "init": "text", "encoder_hidden_size": cfg.encoder_hidden_size, "bottleneck": cfg.bottleneck,
-            "adapter_layers": cfg.adapter_layers, "adapter_len": cfg.adapter_len, "gate_init": 0.0,
-            "lora_r": cfg.r}
+            "blocksize": 64, "double_quant": True, "total_step": cfg.steps, "init_r": cfg.adalora_init_r,
+            "target_r": cfg.r, **adalora_schedule(cfg.steps), "num_virtual_tokens": cfg.num_virtual_tokens,
+            "init": "text", "init_text": task.label_text() if task is not None else None, "tokenizer": tok,
+            "seed": cfg.seed, "encoder_hidden_size": cfg.encoder_hidden_size, "bottleneck": cfg.bottleneck,
+            "adapter_len": cfg.adapter_len, "adapter_layers": cfg.adapter_layers}
 
 
 def adalora_schedule(steps: int) -> dict:
@@ -110,27 +90,19 @@ def adalora_schedule(steps: int) -> dict:
 
 
 def build(method: str, base, tok, task, cfg: CompareConfig):
-    """(model, Hooks) for one method on a fresh copy of `base`, through the labs' own setup helpers."""
-    from labs.experiments import adapters as adapters_lab, qlora as qlora_lab, soft_prompts as soft_lab
-    from labs.methods import adalora as ada, hooks_for, lora as lora_method
+    """(model, Hooks) for one method on a fresh copy of `base`: the registry's `apply` with the shared settings,
+    every method's init drawn after the same seed."""
+    from labs.methods import hooks_for
+    from labs.methods.registry import settings_for
     from labs.train import Hooks
 
-    p = _lab_params(cfg)
-    if method in ("full", "lora", "qlora"):
-        return qlora_lab.build(method, base, p), Hooks()
-    if method == "dora":
-        model = copy.deepcopy(base)
-        torch.manual_seed(cfg.seed)                                 # the same A draw as LoRA's
-        return lora_method.apply(model, r=cfg.r, lora_alpha=cfg.lora_alpha, use_dora=True), Hooks()
-    if method == "adalora":
-        model = copy.deepcopy(base)
-        torch.manual_seed(cfg.seed)
-        ada.apply(model, total_step=cfg.steps, init_r=cfg.adalora_init_r, target_r=cfg.r,
-                  lora_alpha=cfg.lora_alpha, **adalora_schedule(cfg.steps))
-        return model, Hooks(**hooks_for(model))
-    if method in ("prompt", "prefix", "ptuning-v2"):
-        return soft_lab.build(method, copy.deepcopy(base), tok, task, p), Hooks()
-    return adapters_lab.build(method, base, p), Hooks()
+    model = copy.deepcopy(base)
+    torch.manual_seed(cfg.seed)
+    if method == "full":
+        return model.requires_grad_(True), Hooks()
+    spec = SPECS[method]
+    model = spec.function("apply")(model, **settings_for(method, method_settings(cfg, tok, task)), **spec.fixed)
+    return model, Hooks(**hooks_for(model))
 
 
 # ------------------------------------------------------------------------------------------------ measuring
@@ -179,32 +151,20 @@ def code_lines(paths) -> int:
     return total
 
 
-def _median_gap(marks: list[float], skip: set[int]) -> float:
-    """Median of consecutive differences of `marks` (one per step), leaving out the intervals in `skip`."""
-    gaps = [b - a for i, (a, b) in enumerate(zip(marks, marks[1:])) if i + 1 not in skip]
-    return statistics.median(gaps) if gaps else float("nan")
-
-
 def inference_plan(method: str, model, ids: torch.Tensor):
-    """(model, make_prefill) to time: merged into plain linears where the method can merge."""
-    from labs.experiments.soft_prompts import _prefill
-    from labs.methods import adalora as ada, inject, lora as lora_method, qlora
+    """(model, make_prefill) to time: merged into plain linears where the method can merge (the registry's
+    `merge`); soft prompts keep their virtual tokens / prefix cache."""
+    from labs.methods.prompts import SOFT_PROMPTS, prefill_inputs
 
-    if method in ("prompt", "prefix", "ptuning-v2"):
-        return _prefill(method, model, ids)
-    if method in ("lora", "dora"):
-        model = lora_method.merge_and_unload(model)
-    elif method == "qlora":
-        qlora.merge(model, requantize=False)                     # dense fp32 (compute dtype) linears again
-    elif method == "adalora":
-        for name, m in ada.svd_layers(model).items():
-            m.merge()
-            inject.replace_module(model, name, m.base_layer)
+    if method in SOFT_PROMPTS:
+        return prefill_inputs(method, model, ids)
+    if SPECS[method].mergeable:
+        model = SPECS[method].function("merge")(model)
     return model, (lambda: {"input_ids": ids})
 
 
 def train_one(method: str, base, tok, task, cfg: CompareConfig, emit, should_stop) -> tuple[dict, object, object]:
-    from labs.experiments.qlora import memory_by_category
+    from labs.toolkit import memory_breakdown, step_seconds
     from labs.train import TrainConfig, train
 
     model, hooks = build(method, base, tok, task, cfg)
@@ -219,25 +179,25 @@ def train_one(method: str, base, tok, task, cfg: CompareConfig, emit, should_sto
     tc = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr[method], eval_every=cfg.steps,
                      eval_limit=cfg.eval_limit, seed=cfg.seed, device=cfg.device)
     res = train(model, tok, task, tc, on_event=on_event, should_stop=should_stop, hooks=hooks)
-    mem = memory_by_category(model, res["memory"] or {})
+    mem = memory_breakdown(model, res["memory"] or {})
     weights = mem["weights"] + mem["trainable"]
     act = activation_bytes(model, tok, task, cfg.batch_size, hooks)
     memory = {"weights": weights, "quant_constants": mem["quant_constants"], "gradients": mem["gradients"],
               "optimizer": mem["optimizer"], "activations": act}
     memory["total"] = sum(memory.values())
-    method_files, kernel_files = CODE[method]
-    row = {"method": method, "label": LABELS[method], "lr": cfg.lr[method],
+    spec = SPECS[method]
+    row = {"method": method, "label": spec.label["en"], "lr": cfg.lr[method],
            "trainable_params": res["trainable_params"], "total_params": res["total_params"],
            "trainable_percent": 100.0 * res["trainable_params"] / res["total_params"],
            "memory": memory, "peak_cuda_bytes": res.get("peak_cuda_bytes"),
-           "seconds_per_step": _median_gap(marks["wall"], set()),
-           "cpu_seconds_per_step": _median_gap(marks["cpu"], set()),
+           "seconds_per_step": step_seconds(marks["wall"]),
+           "cpu_seconds_per_step": step_seconds(marks["cpu"]),
            "train_seconds": res["train_seconds"], "base_accuracy": res["base"]["eval_accuracy"],
            "accuracy": res["final"]["eval_accuracy"], "choice_accuracy": res["final"].get("choice_accuracy"),
            "eval_loss": res["final"]["eval_loss"], "first_loss": res["history"][0]["loss"],
-           "last_loss": res["history"][-1]["loss"], "mergeable": method in MERGEABLE,
-           "code_lines": {"method": code_lines(method_files), "kernels": code_lines(kernel_files),
-                          "files": list(method_files + kernel_files)}}
+           "last_loss": res["history"][-1]["loss"], "mergeable": spec.mergeable,
+           "code_lines": {"method": code_lines(spec.code), "kernels": code_lines(spec.kernels),
+                          "files": list(spec.code + spec.kernels)}}
     if method == "qlora":
         from labs.methods.qlora import base_bits
         row["base_bits"] = base_bits(model)
@@ -273,7 +233,7 @@ def run_compare(cfg: CompareConfig, emit=lambda e: None, should_stop=lambda: Fal
         def tagged(event: dict, i=i, method=method) -> None:
             done = {"start": 0.0, "end": 1.0}.get(event["type"], event.get("step", 0) / cfg.steps)
             frac = 0.9 * (i + done) / n                          # training ≈ 90% of the run, latency the rest
-            event = {**event, "series": LABELS[method], "progress": frac}
+            event = {**event, "series": SPECS[method].label["en"], "progress": frac}
             if event["type"] == "step":                          # whole-run ETA, not this method's
                 event["eta"] = (time.perf_counter() - t0) / max(frac, 1e-9) * (1 - frac)
             emit(event)
@@ -305,21 +265,9 @@ def run_compare(cfg: CompareConfig, emit=lambda e: None, should_stop=lambda: Fal
 
 # ------------------------------------------------------------------------------------------------ at scale
 def budget_kwargs(method: str, cfg: CompareConfig) -> tuple[str, dict]:
-    """(labs.budget method name, keyword arguments) with the same settings as the measured run."""
-    if method in ("lora", "qlora", "dora"):
-        return method, {"rank": cfg.r}
-    if method == "adalora":
-        return method, {"rank": cfg.adalora_init_r}
-    if method == "prompt":
-        return method, {"n_tokens": cfg.num_virtual_tokens}
-    if method in ("prefix", "ptuning-v2"):
-        return "prefix", {"n_tokens": cfg.num_virtual_tokens, "prefix_projection": method == "ptuning-v2",
-                          "encoder_hidden": cfg.encoder_hidden_size}
-    if method == "houlsby":
-        return method, {"adapter_size": cfg.bottleneck, "train_layernorm": True}
-    if method == "llama-adapter":
-        return method, {"adapter_len": cfg.adapter_len, "adapter_layers": cfg.adapter_layers}
-    return "full", {}
+    """(labs.budget formula, keyword arguments) with the same settings as the measured run (the registry's hook)."""
+    spec = SPECS[method]
+    return spec.budget, spec.budget_kwargs(cfg)
 
 
 def scale_table(cfg: CompareConfig | None = None, models=SCALE_MODELS) -> dict:

@@ -55,6 +55,10 @@ class Task:
     def __post_init__(self):
         self.chance = 1.0 / len(self.answers)
 
+    def label_text(self) -> str:
+        """The label words joined, e.g. "positive negative": prompt tuning's text initialisation."""
+        return "".join(self.answers).strip()
+
 
 def _sentiment(seed: int = 0) -> Task:
     rng = random.Random(seed)

@@ -12,6 +12,7 @@ import yaml
 from app.calc_link import parse as parse_link
 from app.i18n import lang, pick, t
 from labs.budget import CARD_SIZES_GB, GPUS, METHODS, OPTIMIZERS, PRECISIONS, BudgetError, estimate, seed_table
+from labs.budget.methods import LORA_LIKE
 from labs.budget.params import LINEAR_NAMES
 from labs.budget.presets import MAIN_PRESETS, MAX_CONFIG_BYTES, PRESETS, parse_config_bytes
 
@@ -83,7 +84,7 @@ def sidebar() -> dict:
                 st.error(f"{s('calc.upload_error')}: {e}")
         method = st.selectbox(s("calc.method"), METHODS, index=ix(METHODS, "method", METHODS[1]), key="calc_method")
         kw = {"method": method, "model": model}
-        if method in ("lora", "qlora", "dora", "adalora"):
+        if method in LORA_LIKE:
             kw["rank"] = int(st.number_input(s("calc.rank"), min_value=1, max_value=4096, value=pre.get("rank", 16),
                                              key="calc_rank"))
             linked = pre.get("targets", "all-linear")
@@ -150,7 +151,7 @@ st.subheader(s("calc.compare"))
 base = {k: v for k, v in kw.items() if k not in ("method", "rank", "targets", "n_tokens", "adapter_size",
                                                  "nf4_blocksize", "double_quant")}
 side = {}
-for meth in ("full", "lora", "qlora", "dora", "adalora", "prompt", "prefix", "houlsby", "llama-adapter"):
+for meth in METHODS:
     try:
         side[meth] = estimate(**base, method=meth)
     except BudgetError:

@@ -8,18 +8,14 @@ import pandas as pd
 import streamlit as st
 import yaml
 
+from app import page_registry
 from app.i18n import lang, pick
 from labs.budget import CARD_SIZES_GB, BudgetError
 from labs.budget.decide import DATA, N_TASKS, TASKS, recommend
 from labs.budget.presets import MAIN_PRESETS
+from labs.methods.registry import SPECS
 
 CONTENT = Path(__file__).resolve().parents[2] / "content" / "budget"
-PAGES = Path(__file__).resolve().parent
-# method -> (page file, label, url path as app/main.py registers it)
-LABS = {"lora": ("lora.py", "LoRA", "lora"), "qlora": ("qlora.py", "QLoRA", "qlora"), "dora": ("dora.py", "DoRA", "dora"),
-        "adalora": ("adalora.py", "AdaLoRA", "adalora"), "prompt": ("soft_prompts.py", "Soft prompts", "soft-prompts"),
-        "prefix": ("soft_prompts.py", "Soft prompts", "soft-prompts"),
-        "houlsby": ("adapters.py", "Adapters", "adapters"), "full": ("calculator.py", "VRAM calculator", "calculator")}
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,8 +68,8 @@ st.caption("batch 1 · seq 512 · bf16-mixed · AdamW · full checkpointing — 
     f"{m}: {v / 1e9:.1f} GB" for m, v in rec["alternatives"].items()))
 
 st.subheader(g("labs"))
-links = [LABS.get(k, LABS["lora"]) for k in dict.fromkeys([rec["method"], "lora", "qlora", "full"])]
-st.markdown("\n".join(f"- 🔬 [{label}](./{url})" for f, label, url in links if (PAGES / f).exists()))
+pages = dict.fromkeys(SPECS[m].page for m in [rec["method"], "lora", "qlora", "full"] if m in SPECS and SPECS[m].page)
+st.markdown("\n".join(f"- 🔬 [{pick(page_registry.get(p).title)}](./{page_registry.get(p).url})" for p in pages))
 
 st.subheader(g("scenarios_title"))
 rows = [pick(r) for r in _guide()["scenarios"]]

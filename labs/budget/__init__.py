@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from labs.budget.flops import CARD_SIZES_GB, GPUS, flops, fits
 from labs.budget.memory import OPTIMIZERS, PRECISIONS, breakdown
-from labs.budget.methods import METHODS
+from labs.budget.methods import LORA_LIKE, METHODS
 from labs.budget.presets import PRESETS, BudgetError, get_arch
 
 __all__ = ["estimate", "BudgetError", "PRESETS", "METHODS", "PRECISIONS", "OPTIMIZERS", "GPUS", "CARD_SIZES_GB",
@@ -21,8 +21,7 @@ def estimate(model="llama-2-7b", method="lora", rank=16, targets="all-linear", p
              offload=False, nf4_blocksize=64, double_quant=True, mode="train", gpu="A100-80GB", mfu=0.4,
              trace=False, **method_kw) -> dict:
     """One JSON-able dict: counts, ``memory_bytes`` per GPU (weights, quant_constants, gradients, optimizer,
-    activations, logits, overhead, other, total), ``comm_bytes_per_step`` per GPU (all_reduce, reduce_scatter,
-    all_gather, total, wire_per_gpu; labs.budget.comm), fits-on cards, FLOPs/time, adapter size, assumptions."""
+    activations, logits, overhead, other, total), fits-on cards, FLOPs/time, adapter size, assumptions."""
     arch = get_arch(model)
     if zero and gpus < 2:
         raise BudgetError("zero", f"zero = {zero} needs gpus >= 2: got gpus = {gpus}")
@@ -36,12 +35,11 @@ def estimate(model="llama-2-7b", method="lora", rank=16, targets="all-linear", p
         "model": arch.name, "config": arch.to_dict(), "method": method, "precision": precision,
         "optimizer": optimizer, "checkpointing": checkpointing, "flash": flash, "batch": batch, "seq": seq,
         "gpus": gpus, "zero": zero, "offload": offload, "mode": mode,
-        "rank": rank if method in ("lora", "qlora", "dora", "adalora") else None,
+        "rank": rank if method in LORA_LIKE else None,
         "targets": list(info["targets"]) or None,
         "total_params": P, "trainable_params": T, "trainable_percent": 100.0 * T / P,
         "trainable_formula": info["formula"],
         "memory_bytes": mem, "memory_gb": {k: v / 1e9 for k, v in mem.items()},
-        "comm_bytes_per_step": b["comm_bytes"],
         "cpu_offload_bytes": b["cpu_offload_bytes"],
         "total_all_gpus_bytes": mem["total"] * gpus,
         "activation_terms": {k: int(v) for k, v in b["activation_terms"].items()},

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 from labs.budget.params import LINEAR_NAMES, linear_shapes, total_params
 from labs.budget.presets import ArchConfig, BudgetError
+from labs.methods.registry import BUDGET_FORMULAS, SPECS
 
-METHODS = ("full", "lora", "qlora", "dora", "adalora", "prompt", "prefix", "houlsby", "llama-adapter")
-LORA_LIKE = ("lora", "qlora", "dora", "adalora")
+# the formulas below, by the names labs.methods.registry gives them (`spec.budget`): every method the registry
+# sizes maps onto one of these (P-tuning v2 = prefix with prefix_projection, rsLoRA counts like LoRA)
+METHODS = BUDGET_FORMULAS
+# the low-rank family: a rank on targeted linears (lora, qlora, dora, adalora)
+LORA_LIKE = tuple(dict.fromkeys(s.budget for s in SPECS.values() if s.budget and "target_modules" in s.settings))
 MAX_RANK = 65536
 MAX_TOKENS = 4096
 

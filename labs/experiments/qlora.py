@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -23,12 +22,12 @@ import torch
 
 from labs.experiments import Context, Lab
 from labs.params import Param
+from labs.toolkit import memory_breakdown, step_seconds
 from labs.tasks import TASKS, encode, evaluate, get_task
 from labs.train import Cancelled, TrainConfig, train
 
 VARIANTS = {"qlora,lora,full": ("qlora", "lora", "full"), "qlora,lora": ("qlora", "lora")}
 TARGETS = {"all-linear": "all-linear", "q,v": ["q_proj", "v_proj"]}
-QUANT_STATE = ("absmax", "qabsmax", "absmax_scale", "absmax_offset")
 PROBE = 32                    # eval examples whose logits the merge check compares
 
 PARAMS = [
@@ -51,35 +50,12 @@ PARAMS = [
 ]
 
 
-def memory_by_category(model, train_memory: dict) -> dict:
-    """Bytes of the real tensors: frozen weights (4-bit codes included), quantization constants, trainable
-    params; gradients and optimizer states as labs.train measured them at the optimizer step."""
-    from labs.methods.qlora import Linear4bit
-
-    seen, out = set(), {"weights": 0, "quant_constants": 0, "trainable": 0}
-    for mod in model.modules():
-        for name, t in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
-            if t is None or id(t) in seen:
-                continue
-            seen.add(id(t))                                   # tied embeddings count once
-            nbytes = t.numel() * t.element_size()
-            if isinstance(mod, Linear4bit) and name in QUANT_STATE:
-                out["quant_constants"] += nbytes
-            elif isinstance(t, torch.nn.Parameter) and t.requires_grad:
-                out["trainable"] += nbytes
-            else:
-                out["weights"] += nbytes
-    out["gradients"] = int(train_memory.get("grad_bytes", 0))
-    out["optimizer"] = int(train_memory.get("optimizer_bytes", 0))
-    out["total"] = sum(out.values())
-    return out
-
-
 def median_step_seconds(history: list[dict], eval_steps: set[int]) -> float:
     """Median wall time of one optimizer step; steps that follow an eval (which sits in their interval) are skipped."""
-    el = [0.0] + [h["elapsed"] for h in history]
-    times = [el[i + 1] - el[i] for i in range(len(history)) if i not in eval_steps]
-    return statistics.median(times) if times else float("nan")
+    return step_seconds([0.0] + [h["elapsed"] for h in history], eval_steps)
+
+
+memory_by_category = memory_breakdown    # the name the landscape lab imports
 
 
 def build(kind: str, base, p: dict):
@@ -188,7 +164,7 @@ def run(p: dict, ctx: Context) -> dict:
             "trainable_params": res["trainable_params"], "total_params": res["total_params"],
             "base": res["base"], "final": res["final"], "seconds": res["train_seconds"],
             "seconds_per_step": median_step_seconds(res["history"], evals),
-            "memory": memory_by_category(model, res["memory"] or {}),
+            "memory": memory_breakdown(model, res["memory"] or {}),
             "peak_cuda_bytes": res.get("peak_cuda_bytes"),
             "loss_curve": [h["loss"] for h in res["history"]],
             "eval_curve": [{k: e[k] for k in ("step", "eval_loss", "eval_accuracy") if k in e} for e in res["evals"]]}

@@ -26,12 +26,11 @@ from labs.device import pick_device
 from labs.experiments.inference_cost import SeriesEmitter, compare_decode
 from labs.methods import get_method, io
 from labs.methods import lora as lora_method
-from labs.methods.prompts import kv_geometry
+from labs.methods.prompts import SOFT_PROMPTS as SOFT, kv_geometry, prefill_inputs
 from labs.params import Param, ParamError
 from labs.tasks import TASKS, encode, evaluate, get_task
 from labs.train import TrainConfig, train
 
-SOFT = ("prompt", "prefix", "ptuning-v2")
 SERIES = {"prompt": "prompt tuning", "prefix": "prefix tuning", "ptuning-v2": "P-tuning v2", "lora": "LoRA"}
 
 LORA_TARGETS = ["q_proj", "v_proj"]     # the LoRA paper's choice; merged, any targets cost nothing at inference
@@ -81,48 +80,15 @@ def formula(method: str, g: dict, p: int, h: int) -> dict:
             "text": f"p·d_kv + d_kv·h + h + h·L·2·d_kv + L·2·d_kv = {p}·{kv} + {kv}·{h} + {h} + {h}·{L}·2·{kv} + {L}·2·{kv}"}
 
 
-def _init_text(task) -> str:
-    return "".join(task.answers).strip()          # the label words, e.g. "positive negative"
-
-
 def build(method: str, base, tok, task, p: dict):
     """Wrap the (shared, frozen) base with one soft-prompt method."""
     if method == "prompt":
         return get_method("prompt")(base, num_virtual_tokens=p["num_virtual_tokens"], init=p["init"],
-                                    init_text=_init_text(task), tokenizer=tok, seed=p["seed"])
+                                    init_text=task.label_text(), tokenizer=tok, seed=p["seed"])
     if method == "prefix":
         return get_method("prefix")(base, num_virtual_tokens=p["num_virtual_tokens"])
     return get_method("ptuning-v2")(base, num_virtual_tokens=p["num_virtual_tokens"],
                                     encoder_hidden_size=p["encoder_hidden_size"])
-
-
-def _prefill(method: str, wrapped, ids: torch.Tensor):
-    """make_prefill() for the latency test: what the first forward of a request receives."""
-    base = wrapped.base_model if method in SOFT else wrapped
-    if method == "prompt":
-        def make():
-            e = base.get_input_embeddings()(ids)                                        # (B, T, d)
-            P = wrapped.embedding.weight.unsqueeze(0).expand(ids.shape[0], -1, -1)      # (B, p, d)
-            return {"inputs_embeds": torch.cat([P, e], dim=1)}                         # (B, p + T, d)
-    elif method in ("prefix", "ptuning-v2"):
-        with torch.no_grad():
-            P = wrapped.prompt_encoder().detach()     # after training only P is kept: the MLP does not run
-
-        def make():
-            cache = _cache_from(wrapped, P, ids.shape[0])
-            return {"input_ids": ids, "cache": cache}
-    else:
-        def make():
-            return {"input_ids": ids}
-    return base, make
-
-
-def _cache_from(wrapped, P: torch.Tensor, batch: int):
-    from transformers import DynamicCache
-
-    n, L, kvh, hd = wrapped.num_virtual_tokens, wrapped.num_layers, wrapped.kv_heads, wrapped.head_dim
-    kv = P.view(n, 2 * L, kvh, hd).permute(1, 2, 0, 3).unsqueeze(1).expand(2 * L, batch, kvh, n, hd)
-    return DynamicCache(tuple((kv[2 * i].contiguous(), kv[2 * i + 1].contiguous()) for i in range(L)))
 
 
 @torch.no_grad()
@@ -215,7 +181,7 @@ def run(p: dict, ctx: Context) -> dict:
     for method, model in models.items():
         if method == "lora":
             model = lora_method.merge_and_unload(model)     # plain linears again: the base's exact compute
-        plan[method] = _prefill(method, model, ids)
+        plan[method] = prefill_inputs(method, model, ids) if method in SOFT else (model, lambda: {"input_ids": ids})
     lat = compare_decode(plan, p["new_tokens"], p["latency_repeats"], ctx.should_stop)
     ref = lat["lora"]["ms_per_token"] if "lora" in lat else lat["base"]["ms_per_token"]
     elem = next(base.parameters()).element_size()

@@ -1,19 +1,6 @@
 """PEFT methods, our own implementations, injected into Hugging Face causal LMs.
 
-    name            module                    what trains
-    lora            labs.methods.lora         A (r, in), B (out, r) beside each targeted linear
-    rslora          labs.methods.lora         same, scaling lora_alpha / sqrt(r)
-    dora            labs.methods.lora/dora    A, B and a magnitude per output row
-    qlora           labs.methods.qlora        LoRA on an NF4 4-bit frozen base
-    adalora         labs.methods.adalora      P (out, r), Λ (r,), Q (r, in); the rank is pruned while training
-    prompt          labs.methods.prompts      virtual-token embeddings before the input
-    prefix          labs.methods.prompts      per-layer key/value prefixes
-    ptuning-v2      labs.methods.prompts      prefixes produced by an MLP (reparametrization)
-    houlsby         labs.methods.adapters     bottleneck adapters after attention and after the MLP
-    llama-adapter   labs.methods.adapters     gated adaption prompts in the top L layers
-    ia3             labs.methods.ia3          l (out,) rescaling k/v outputs, l (in,) rescaling the FFN input
-    vera            labs.methods.vera         λ_b (out,), λ_d (r,) per layer; A, B shared, frozen, from a seed
-
+One `MethodSpec` per method in `labs.methods.registry` (re-exported here: `SPECS`, `spec`, `METHODS`).
 Every `apply` freezes the base, adds the method's parameters and sets `model.peft_lab_config`
 ({"method": name, ...arguments}) so `labs.methods.io.save` / `load` can round-trip it.
 Training loops call `on_step_end(model, global_step)` after `optimizer.step()` (AdaLoRA prunes there;
@@ -21,35 +8,20 @@ a no-op for every other method), or pass `labs.train.Hooks(**hooks_for(model))`.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from torch import nn
+from labs.methods.registry import METHODS, SPECS, MethodSpec, spec  # noqa: F401  (the registry, re-exported)
 
-_REGISTRY: dict[str, tuple[str, str, dict]] = {
-    # name: (module, apply function, fixed keyword arguments)
-    "lora": ("labs.methods.lora", "apply", {}),
-    "rslora": ("labs.methods.lora", "apply", {"use_rslora": True}),
-    "dora": ("labs.methods.lora", "apply", {"use_dora": True}),
-    "qlora": ("labs.methods.qlora", "apply", {}),
-    "adalora": ("labs.methods.adalora", "apply", {}),
-    "prompt": ("labs.methods.prompts", "apply_prompt_tuning", {}),
-    "prefix": ("labs.methods.prompts", "apply_prefix_tuning", {"prefix_projection": False}),
-    "ptuning-v2": ("labs.methods.prompts", "apply_prefix_tuning", {"prefix_projection": True}),
-    "houlsby": ("labs.methods.adapters", "apply_houlsby", {}),
-    "llama-adapter": ("labs.methods.adapters", "apply_llama_adapter", {}),
-    "ia3": ("labs.methods.ia3", "apply", {}),
-    "vera": ("labs.methods.vera", "apply", {}),
-}
-METHODS = tuple(_REGISTRY)
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def get_method(name: str) -> Callable[..., nn.Module]:
     """The `apply(model, **cfg)` function of method `name` (with its fixed switches bound)."""
-    if name not in _REGISTRY:
+    if name not in METHODS:
         raise ValueError(f"method={name!r}: allowed one of {METHODS}")
-    module, fn, fixed = _REGISTRY[name]
-    apply = getattr(importlib.import_module(module), fn)
+    s = SPECS[name]
+    apply, fixed = s.function("apply"), s.fixed
 
     def bound(model: nn.Module, **cfg) -> nn.Module:
         clash = {k: cfg[k] for k in fixed if k in cfg and cfg[k] != fixed[k]}

@@ -222,6 +222,14 @@ def svd_layers(model: nn.Module) -> dict[str, SVDLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, SVDLinear)}
 
 
+def merge_and_unload(model: nn.Module) -> nn.Module:
+    """Fold each P·diag(Λ)·Q update into its base weight and put the plain linear back (what decoding times)."""
+    for name, m in svd_layers(model).items():
+        m.merge()
+        inject.replace_module(model, name, m.base_layer)
+    return model
+
+
 def _add_orth_reg(weight: float):
     def hook(model, _args, output):
         loss = getattr(output, "loss", None)

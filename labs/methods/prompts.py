@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 PROMPT_INITS = ("random", "vocab", "text")
+SOFT_PROMPTS = ("prompt", "prefix", "ptuning-v2")     # the registry names of the methods in this module
 
 
 def _check_n(num_virtual_tokens) -> int:
@@ -192,3 +193,34 @@ def apply_prefix_tuning(model: nn.Module, num_virtual_tokens: int = 8, prefix_pr
     wrapped.peft_lab_config = {"method": "ptuning-v2" if prefix_projection else "prefix",
                                "num_virtual_tokens": num_virtual_tokens, "encoder_hidden_size": encoder_hidden_size}
     return wrapped
+
+
+def prefix_cache(wrapped: PrefixTuningModel, P: torch.Tensor, batch: int):
+    """The trained prefix P (n, L·2·kv_dim) as a transformers DynamicCache for `batch` requests:
+    per layer K, V (batch, kv_heads, n, head_dim)."""
+    from transformers import DynamicCache
+
+    n, L, kvh, hd = wrapped.num_virtual_tokens, wrapped.num_layers, wrapped.kv_heads, wrapped.head_dim
+    kv = P.view(n, 2 * L, kvh, hd).permute(1, 2, 0, 3).unsqueeze(1).expand(2 * L, batch, kvh, n, hd)
+    return DynamicCache(tuple((kv[2 * i].contiguous(), kv[2 * i + 1].contiguous()) for i in range(L)))
+
+
+def prefill_inputs(method: str, wrapped: SoftPromptModel, ids: torch.Tensor):
+    """(base model, make_prefill) for timing decoding after soft-prompt training: what the first forward of a
+    request receives. Prompt tuning: the virtual tokens' embeddings before the input's; prefix tuning and
+    P-tuning v2: the prefix as a KV cache (P-tuning v2's MLP does not run after training, only P is kept)."""
+    if method not in SOFT_PROMPTS:
+        raise ValueError(f"method={method!r}: allowed one of {SOFT_PROMPTS}")
+    base = wrapped.base_model
+    if method == "prompt":
+        def make():
+            e = base.get_input_embeddings()(ids)                                        # (B, T, d)
+            P = wrapped.embedding.weight.unsqueeze(0).expand(ids.shape[0], -1, -1)      # (B, p, d)
+            return {"inputs_embeds": torch.cat([P, e], dim=1)}                         # (B, p + T, d)
+        return base, make
+    with torch.no_grad():
+        P = wrapped.prompt_encoder().detach()                                           # (p, L·2·kv_dim)
+
+    def make_cached():
+        return {"input_ids": ids, "cache": prefix_cache(wrapped, P, ids.shape[0])}
+    return base, make_cached

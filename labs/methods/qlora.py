@@ -137,3 +137,9 @@ def merge(model: nn.Module, requantize: bool = False) -> dict:
     model.__dict__.pop("peft_lab_config", None)
     precision = "nf4 (requantized)" if requantize else precision
     return {"precision": precision, "layers": len(names), "max_abs_requant_error": worst}
+
+
+def merge_and_unload(model: nn.Module) -> nn.Module:
+    """`merge(model, requantize=False)`: dense linears in the compute dtype again, adapters folded in; the model."""
+    merge(model, requantize=False)
+    return model

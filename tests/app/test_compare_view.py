@@ -3,6 +3,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import labs.compare as cmp
+from labs.methods.registry import SPECS
 from tests.app.conftest import app_page, click_start, finished_run, open_run
 
 
@@ -12,7 +13,7 @@ def fake_result() -> dict:
     rows = []
     for i, m in enumerate(cmp.METHODS):
         total = 1000 if m == "full" else 400 + 10 * i
-        rows.append({"method": m, "label": cmp.LABELS[m], "lr": cfg.lr[m], "trainable_params": 100 if m != "full" else 1000,
+        rows.append({"method": m, "label": SPECS[m].label["en"], "lr": cfg.lr[m], "trainable_params": 100 if m != "full" else 1000,
                      "total_params": 1000, "trainable_percent": 10.0 if m != "full" else 100.0,
                      "memory": {"weights": total // 2, "quant_constants": 0, "gradients": total // 8,
                                 "optimizer": total // 4, "activations": total - total // 2 - total // 8 - total // 4,
@@ -20,7 +21,7 @@ def fake_result() -> dict:
                      "memory_saving_vs_full": 1 - total / 1000, "seconds_per_step": 0.1, "cpu_seconds_per_step": 0.09,
                      "latency": {"ms_per_token": 10.0 + i, "ms_per_token_q25": 9.0, "ms_per_token_q75": 11.0,
                                  "cache_len": 20, "overhead_vs_base": i / 10},
-                     "accuracy": 0.9 - 0.05 * i, "accuracy_vs_full": (0.9 - 0.05 * i) / 0.9, "mergeable": m in cmp.MERGEABLE,
+                     "accuracy": 0.9 - 0.05 * i, "accuracy_vs_full": (0.9 - 0.05 * i) / 0.9, "mergeable": SPECS[m].mergeable,
                      "code_lines": {"method": 10 * i, "kernels": 0, "files": []}})
     return {"task": "facts", "chance": 0.1, "device": "cpu", "device_name": "CPU: test", "date": "2026-01-01T00:00:00+00:00",
             "versions": {"torch": "x"}, "config": {"steps": 60, "batch_size": 16, "seed": 0}, "eval_examples": 40,
@@ -46,7 +47,7 @@ def test_three_tables_and_disagreements(data_dir, lang):
     assert not at.exception, at.exception
     tables = [df.value for df in at.dataframe]
     ours = next(t for t in tables if len(t) == len(cmp.METHODS) and "▲" in " ".join(map(str, t.iloc[:, 2])))
-    assert list(ours.iloc[:, 0]) == [cmp.LABELS[m] for m in cmp.METHODS]
+    assert list(ours.iloc[:, 0]) == [SPECS[m].label["en"] for m in cmp.METHODS]
     assert any(any("70B" in str(c) for c in t.columns) for t in tables)      # the calculator's columns
     assert any(len(t) == len(cmp.METHODS) and t.iloc[1, 1] == "0.1%~1%" for t in tables)   # the notes' claims
     assert len(at.expander) >= 1                                             # disagreements, explained
