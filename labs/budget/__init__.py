@@ -21,7 +21,8 @@ def estimate(model="llama-2-7b", method="lora", rank=16, targets="all-linear", p
              offload=False, nf4_blocksize=64, double_quant=True, mode="train", gpu="A100-80GB", mfu=0.4,
              trace=False, **method_kw) -> dict:
     """One JSON-able dict: counts, ``memory_bytes`` per GPU (weights, quant_constants, gradients, optimizer,
-    activations, logits, overhead, other, total), fits-on cards, FLOPs/time, adapter size, assumptions."""
+    activations, logits, overhead, other, total), ``comm_bytes_per_step`` per GPU (all_reduce, reduce_scatter,
+    all_gather, total, wire_per_gpu; labs.budget.comm), fits-on cards, FLOPs/time, adapter size, assumptions."""
     arch = get_arch(model)
     if zero and gpus < 2:
         raise BudgetError("zero", f"zero = {zero} needs gpus >= 2: got gpus = {gpus}")
@@ -40,6 +41,7 @@ def estimate(model="llama-2-7b", method="lora", rank=16, targets="all-linear", p
         "total_params": P, "trainable_params": T, "trainable_percent": 100.0 * T / P,
         "trainable_formula": info["formula"],
         "memory_bytes": mem, "memory_gb": {k: v / 1e9 for k, v in mem.items()},
+        "comm_bytes_per_step": b["comm_bytes"],
         "cpu_offload_bytes": b["cpu_offload_bytes"],
         "total_all_gpus_bytes": mem["total"] * gpus,
         "activation_terms": {k: int(v) for k, v in b["activation_terms"].items()},
