@@ -17,3 +17,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from labs.device import configure_threads  # noqa: E402
 
 configure_threads()  # the free cores, not more: oversubscribed threads make every test many times slower
+
+
+import pytest  # noqa: E402
+
+FSDP_TINY = {"methods": "full+lora", "steps": 3, "batch_size": 4, "world_size": 2, "r": 4}
+
+
+@pytest.fixture(scope="session")
+def fsdp_tiny_run():
+    """One small run of lab `fsdp` (2 ranks, full FT + LoRA, 3 steps), shared by its lab test, the calculator's
+    agreement test and the page test: (result, events)."""
+    from labs.experiments import Context, run_lab
+
+    events = []
+    return run_lab("fsdp", FSDP_TINY, ctx=Context(emit=events.append)), events

@@ -127,12 +127,12 @@ def run(p: dict, ctx: Context) -> dict:
     merger = _Merger(ctx.emit, ws, p["steps"] * (len(methods) + len(todo)))
     ctx.emit({"type": "start", "steps": p["steps"], "world_size": ws, "device": str(device),
               "backend": backend_for(device.type)})
-    single = {}
+    ranks = launch("labs.sharded:train_rank", spec, ws, on_event=merger, should_stop=ctx.should_stop,
+                   device=device.type, threads=max(1, threads // ws) if device.type == "cpu" else threads)
+    single = {}        # the reference, after the ranks are done (on a GPU box: on GPU 0 alone)
     for m in methods:
         single[m] = run_variant(spec, "single", m, 0, 1, lambda e: e.get("type") == "step" and merger.step(e),
                                 should_stop=ctx.should_stop)
-    ranks = launch("labs.sharded:train_rank", spec, ws, on_event=merger, should_stop=ctx.should_stop,
-                   device=device.type, threads=max(1, threads // ws) if device.type == "cpu" else threads)
     arch = get_arch(str(model_dir() / "config.json"))
     memory, comm = checks(arch, p, ws, ranks)
     runs, diffs = {}, {}
