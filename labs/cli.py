@@ -5,6 +5,7 @@
     python -m labs pretrain [--out DIR] [--steps N]
     python -m labs budget ...          (the VRAM calculator, see `python -m labs budget --help`)
     python -m labs compare [--quick]   (every method on one task: the measured trade-off table)
+    python -m labs drill list|show|starter|solution|check   (coding drills, see labs/drills/cli.py)
 
 Bad arguments exit with status 2 and a message naming the argument and its allowed range.
 """
@@ -173,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     from labs.budget import cli as budget_cli
 
     budget_cli.register(sub)
+    from labs.drills import cli as drill_cli
+
+    drill_cli.register(sub)
     try:  # `compare` (the measured trade-off table) lands with its own issue
         from labs import compare
     except ImportError:
@@ -183,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["drill"]:  # before build_parser: a check starts its sandbox before anything imports torch
+        from labs.drills.cli import main as drill_main
+        return drill_main(argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "run":
