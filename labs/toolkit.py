@@ -9,13 +9,12 @@ import statistics
 
 import torch
 
-QUANT_STATE = ("absmax", "qabsmax", "absmax_scale", "absmax_offset")   # Linear4bit buffers that are constants
 
 
 def memory_breakdown(model, train_memory: dict) -> dict:
     """Bytes of the real tensors: frozen weights (4-bit codes included), quantization constants, trainable
     params; gradients and optimizer states as labs.train measured them at the optimizer step."""
-    from labs.methods.qlora import Linear4bit
+    from labs.methods.linear4bit import QUANT_CONSTANTS, Linear4bit
 
     seen, out = set(), {"weights": 0, "quant_constants": 0, "trainable": 0}
     for mod in model.modules():
@@ -24,7 +23,7 @@ def memory_breakdown(model, train_memory: dict) -> dict:
                 continue
             seen.add(id(t))                                   # tied embeddings count once
             nbytes = t.numel() * t.element_size()
-            if isinstance(mod, Linear4bit) and name in QUANT_STATE:
+            if isinstance(mod, Linear4bit) and name in QUANT_CONSTANTS:
                 out["quant_constants"] += nbytes
             elif isinstance(t, torch.nn.Parameter) and t.requires_grad:
                 out["trainable"] += nbytes

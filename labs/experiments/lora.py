@@ -30,7 +30,7 @@ import torch
 from labs.base import load_base
 from labs.device import pick_device
 from labs.experiments import Context, Lab
-from labs.methods import lora
+from labs.methods import io, lora
 from labs.methods.inject import trainable_report
 from labs.params import Param
 from labs.tasks import TASKS, encode, evaluate, get_task
@@ -257,10 +257,10 @@ def adapter_bytes(model, out_dir: str | None) -> tuple[int, str | None]:
     """Save the adapter in PEFT format (to the run folder when there is one) and measure it on disk."""
     if out_dir:
         folder = Path(out_dir) / "adapter"
-        lora.save_peft(model, folder)
+        io.save_lora_peft(model, folder)
         return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()), str(folder)
     with tempfile.TemporaryDirectory() as tmp:
-        lora.save_peft(model, Path(tmp))
+        io.save_lora_peft(model, Path(tmp))
         return sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()), None
 
 

@@ -23,7 +23,7 @@ LoRA+ (Hayou et al. 2024, arXiv:2402.12354): B gets lr · ratio, A gets lr (rati
 
 Public API (names follow PEFT so the code transfers):
     model = apply(model, r=8, lora_alpha=16, target_modules="all-linear", use_rslora=False, use_dora=False)
-    merge(model) / unmerge(model); save_peft(model, dir); load_peft(base_model, dir)
+    merge(model) / unmerge(model); PEFT-format files: labs.methods.io.save_lora_peft / load_lora_peft
 """
 from __future__ import annotations
 
@@ -236,13 +236,3 @@ def loraplus_param_groups(model: nn.Module, lr: float, ratio: float = 16.0, weig
         raise ValueError("loraplus_param_groups: the model has no trainable lora_B; call lora.apply first")
     return [{"params": other, "lr": lr, "weight_decay": weight_decay, "name": "lora_A"},
             {"params": b_params, "lr": lr * ratio, "weight_decay": weight_decay, "name": "lora_B"}]
-
-
-def save_peft(model: nn.Module, path) -> None:
-    from labs.methods.io import save_lora_peft
-    save_lora_peft(model, path)
-
-
-def load_peft(base_model: nn.Module, path) -> nn.Module:
-    from labs.methods.io import load_lora_peft
-    return load_lora_peft(base_model, path)

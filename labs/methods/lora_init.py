@@ -44,7 +44,7 @@ def svd_split(w: torch.Tensor, r: int, scaling: float) -> tuple[torch.Tensor, to
 
 def _quantized(base: nn.Module, weight: torch.Tensor, quant: dict) -> nn.Module:
     """A Linear4bit holding NF4(weight), with `base`'s bias."""
-    from labs.methods.qlora import Linear4bit
+    from labs.methods.linear4bit import Linear4bit
 
     dense = nn.Linear(weight.shape[1], weight.shape[0], bias=base.bias is not None, dtype=weight.dtype,
                       device=weight.device)

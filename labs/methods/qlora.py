@@ -20,50 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from peftlab_kernels.linear4bit import linear_4bit
-from peftlab_kernels.nf4 import NF4Tensor, dequantize_4bit, quantize_4bit
 from labs.methods import inject, lora
-
-_STATE = ("packed", "absmax", "qabsmax", "absmax_scale", "absmax_offset")
-
-
-class Linear4bit(nn.Module):
-    """A frozen linear whose weight is an NF4Tensor, kept as buffers (they move with .to() and save)."""
-
-    def __init__(self, linear: nn.Linear, quant_type: str = "nf4", blocksize: int = 64, double_quant: bool = True,
-                 compute_dtype: torch.dtype | None = None):
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.compute_dtype = compute_dtype or linear.weight.dtype
-        q = quantize_4bit(linear.weight.data, quant_type, blocksize, double_quant)
-        self._meta = dict(shape=q.shape, dtype=q.dtype, blocksize=q.blocksize, quant_type=q.quant_type)
-        for k, v in q.state_tensors().items():
-            self.register_buffer(k, v)
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.data.clone(), requires_grad=False)
-        self.logical_numel = q.numel()                       # out·in weights, whatever the storage
-
-    @property
-    def q(self) -> NF4Tensor:
-        return NF4Tensor(**self._meta, **{k: getattr(self, k) for k in _STATE if hasattr(self, k)})
-
-    def dequantize(self) -> torch.Tensor:
-        return dequantize_4bit(self.q, self.compute_dtype)   # (out, in)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = self.bias.to(x.dtype) if self.bias is not None else None
-        return linear_4bit(x, self.q, bias)
-
-    def extra_repr(self) -> str:
-        q = self.q
-        return (f"in_features={self.in_features}, out_features={self.out_features}, {q.quant_type}, "
-                f"blocksize={q.blocksize}, double_quant={q.double_quant}, bits/param={q.bits_per_param():.3f}")
-
-
-def quantize_model(model: nn.Module, quant_type: str = "nf4", blocksize: int = 64, double_quant: bool = True,
-                   compute_dtype: torch.dtype | None = None) -> list[str]:
-    """Phase 1: every nn.Linear except the output head becomes a frozen Linear4bit, in place."""
-    make = lambda _n, m: Linear4bit(m, quant_type, blocksize, double_quant, compute_dtype)  # noqa: E731
-    return inject.inject(model, "all-linear", make)
+from labs.methods.linear4bit import Linear4bit, quantize_model  # noqa: F401  (phase 1, re-exported)
 
 
 def apply(model: nn.Module, r: int = 8, lora_alpha: float = 16, target_modules="all-linear",

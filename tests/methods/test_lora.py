@@ -7,7 +7,7 @@ import pytest
 import torch
 from peft import LoraConfig as PeftLoraConfig, PeftModel, get_peft_model
 
-from labs.methods import lora, trainable_report
+from labs.methods import io, lora, trainable_report
 from labs.methods.io import AdapterFileError
 from tests.methods.helpers import batch, max_diff, randomize_, twins
 
@@ -173,7 +173,7 @@ def test_save_ours_load_in_peft(tmp_path, cfg):
     ids, mask = batch()
     lora.apply(ours, **cfg).eval()
     randomize_([p for n, p in ours.named_parameters() if p.requires_grad], std=0.2)
-    lora.save_peft(ours, tmp_path)
+    io.save_lora_peft(ours, tmp_path)
     pm = PeftModel.from_pretrained(theirs, str(tmp_path)).eval()
     assert max_diff(ours(input_ids=ids, attention_mask=mask).logits,
                     pm(input_ids=ids, attention_mask=mask).logits) <= TOL
@@ -187,7 +187,7 @@ def test_save_peft_load_ours(tmp_path, cfg):
     pm = get_peft_model(theirs, PeftLoraConfig(**cfg)).eval()
     randomize_(_peft_adapter_params(pm))
     pm.save_pretrained(str(tmp_path))
-    ours = lora.load_peft(ours, tmp_path).eval()
+    ours = io.load_lora_peft(ours, tmp_path).eval()
     assert max_diff(ours(input_ids=ids, attention_mask=mask).logits,
                     pm(input_ids=ids, attention_mask=mask).logits) <= TOL
 
@@ -195,17 +195,17 @@ def test_save_peft_load_ours(tmp_path, cfg):
 def test_mismatched_adapter_file_names_keys(tmp_path):
     src, _ = twins()
     lora.apply(src, r=4, lora_alpha=8, target_modules=["q_proj"])
-    lora.save_peft(src, tmp_path)
+    io.save_lora_peft(src, tmp_path)
     import json
     cfg = json.loads((tmp_path / "adapter_config.json").read_text())
     cfg["target_modules"] = ["q_proj", "v_proj"]
     (tmp_path / "adapter_config.json").write_text(json.dumps(cfg))
     other, _ = twins()
     with pytest.raises(AdapterFileError, match=r"missing keys \['base_model.model.model.layers.0.self_attn.v_proj"):
-        lora.load_peft(other, tmp_path)
+        io.load_lora_peft(other, tmp_path)
     (tmp_path / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(AdapterFileError, match="safetensors"):
-        lora.load_peft(twins()[0], tmp_path)
+        io.load_lora_peft(twins()[0], tmp_path)
 
 
 @pytest.mark.parametrize("method", ["lora", "dora", "adalora"])

@@ -1,11 +1,11 @@
 """A LoRA adapter trained by our loop on the bundled base, saved in PEFT format, loads in peft with the same
-eval metric (the CLI path the lead wires: lora.apply -> labs.train.train -> lora.save_peft)."""
+eval metric (the CLI path the lead wires: lora.apply -> labs.train.train -> io.save_lora_peft)."""
 from __future__ import annotations
 
 from peft import PeftModel
 
 from labs.base import load_base
-from labs.methods import lora
+from labs.methods import io, lora
 from labs.tasks import evaluate, get_task
 from labs.train import TrainConfig, train
 
@@ -16,7 +16,7 @@ def test_trained_adapter_gives_same_metric_in_peft(tmp_path):
     lora.apply(model, r=4, lora_alpha=8, target_modules="all-linear", use_dora=False)
     cfg = TrainConfig(steps=2, batch_size=4, lr=5e-3, warmup=1, eval_every=100, eval_limit=8, device="cpu")
     train(model, tok, task, cfg)
-    lora.save_peft(model, tmp_path)
+    io.save_lora_peft(model, tmp_path)
     ours = evaluate(model.eval(), tok, task, limit=8)
     base, _ = load_base()
     pm = PeftModel.from_pretrained(base, str(tmp_path)).eval()
