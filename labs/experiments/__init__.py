@@ -25,6 +25,7 @@ _ALL = {
     "minilm-cls": "minilm_cls",
     "selftest": "selftest",
     "compare": "compare",
+    "landscape": "landscape",
     "fsdp": "fsdp",
 }
 _HERE = __import__("pathlib").Path(__file__).resolve().parent

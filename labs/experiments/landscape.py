@@ -1,0 +1,196 @@
+"""Lab `landscape`: the methods beyond the interview notes next to LoRA and full fine-tuning, on one task.
+
+    full     every weight trains, AdamW                              2 fp32 moments per weight
+    lora     B·A beside each linear, B = 0                           the reference adapter
+    pissa    same shapes, B·A = W's top-r SVD part, base = residual  starts at the base, moves the big directions
+    qlora    LoRA on an NF4 base, B = 0                              starts at deq(NF4(W)): the quantization gap
+    loftq    LoRA on an NF4 base, B·A = rank-r fix of the gap        alternating quantize / SVD (loftq_iter)
+    galore   every weight trains; Adam moments in a rank-r gradient subspace (SVD every T steps)
+    ia3      one vector per k/v output and per down_proj input       (IA)³
+    vera     frozen shared random A, B; per layer λ_b (out,), λ_d (r,)
+
+Each method trains with `labs.train` on a fresh copy of the bundled base: same task, steps, batches and seed;
+learning rates differ per method as PEFT practice does (vectors need larger steps than matrices). Measured per
+method: trainable parameters, memory by category from the real tensors (frozen weights, 4-bit codes,
+quantization constants, trainable, gradients, optimizer state at the step), accuracy before and after, median
+seconds per step, and how far the initialized model is from the base (max |Δlogit|, mean KL(base ‖ model) on a
+probe batch: 0 for every method that starts at the base; PiSSA ≈ 1e-5 from float rounding). The quantization gap:
+per targeted matrix ‖W − (deq(Q) + s·B·A)‖_F at init for QLoRA (B·A = 0) and LoftQ, and the share of QLoRA's
+output gap that LoftQ's init closes = 1 − KL_loftq / KL_qlora.
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+
+from labs.experiments import Context, Lab
+from labs.experiments.qlora import median_step_seconds, memory_by_category
+from labs.params import Param
+from labs.tasks import TASKS, encode, get_task
+from labs.train import Cancelled, TrainConfig, train
+
+METHODS = ("full", "lora", "pissa", "qlora", "loftq", "galore", "ia3", "vera")
+PRESETS = {"all": METHODS, "lora-inits": ("lora", "pissa", "qlora", "loftq"),
+           "smallest": ("lora", "ia3", "vera"), "optimizer-side": ("full", "lora", "galore")}
+LABELS = {"full": "Full FT", "lora": "LoRA", "pissa": "PiSSA", "qlora": "QLoRA", "loftq": "LoftQ",
+          "galore": "GaLore", "ia3": "IA³", "vera": "VeRA"}
+# peak learning rate (AdamW, cosine) per method: full FT and GaLore move every weight; vectors need more
+LR = {"full": 1e-3, "lora": 1e-2, "pissa": 1e-2, "qlora": 1e-2, "loftq": 1e-2, "galore": 1e-2, "ia3": 3e-1,
+      "vera": 2e-1}
+PROBE = 16                      # eval prompts whose logits check "PiSSA starts at the base"
+
+PARAMS = [
+    Param("task", "choice", "topic", choices=tuple(TASKS), help="fine-tuning task"),
+    Param("methods", "choice", "all", choices=tuple(PRESETS), help="which methods to train, in turn"),
+    Param("r", "int", 8, lo=1, hi=64, help="rank of LoRA, PiSSA, QLoRA, LoftQ and GaLore's projection"),
+    Param("lora_alpha", "float", 16.0, lo=0.01, hi=1024.0, help="scaling = lora_alpha / r (PiSSA/LoftQ divide by it)"),
+    Param("loftq_iter", "int", 1, lo=1, hi=10, help="LoftQ's alternating quantize/SVD rounds"),
+    Param("galore_gap", "int", 20, lo=1, hi=1000, help="GaLore: steps between projector SVDs (T)"),
+    Param("galore_scale", "float", 0.25, lo=0.01, hi=4.0, help="GaLore: scale α of the projected update"),
+    Param("vera_r", "int", 256, lo=1, hi=1024, help="VeRA: rank of the shared random projections"),
+    Param("lr_scale", "float", 1.0, lo=0.01, hi=100.0, log=True, help="multiplies every method's learning rate"),
+    Param("steps", "int", 60, lo=2, hi=400, gpu_hi=5000, help="optimizer steps per method"),
+    Param("batch_size", "int", 16, lo=1, hi=64, gpu_hi=512, help="examples per step"),
+    Param("eval_limit", "int", 200, lo=16, hi=200, help="eval examples (the task has 200 / 40)"),
+    Param("seed", "int", 0, lo=0, hi=2**31 - 1, help="random seed (same batches for every method)"),
+]
+
+
+def available(methods) -> list[str]:
+    """The methods of the preset whose code is in the tree (IA³ / VeRA come from labs.methods' registry)."""
+    from labs.methods import METHODS as REGISTERED
+
+    return [m for m in methods if m not in ("ia3", "vera") or m in REGISTERED]
+
+
+def build(method: str, base, p: dict):
+    """(model, param_groups or None, optimizer name) for one method on a fresh copy of `base`."""
+    from labs.methods import apply_method, galore, lora, qlora
+
+    model = copy.deepcopy(base)
+    torch.manual_seed(p["seed"])
+    r, alpha = p["r"], p["lora_alpha"]
+    if method == "full":
+        return model.requires_grad_(True), None, "adamw"
+    if method == "galore":
+        return model, galore.param_groups(model, rank=r, update_proj_gap=p["galore_gap"],
+                                          scale=p["galore_scale"]), "galore"
+    if method in ("lora", "pissa"):
+        lora.apply(model, r=r, lora_alpha=alpha, init="pissa" if method == "pissa" else "standard")
+    elif method in ("qlora", "loftq"):
+        qlora.apply(model, r=r, lora_alpha=alpha, init="loftq" if method == "loftq" else "standard",
+                    loftq_iter=p["loftq_iter"])
+    elif method == "ia3":
+        apply_method(model, "ia3")
+    elif method == "vera":
+        apply_method(model, "vera", r=p["vera_r"], target_modules="all-linear", projection_prng_key=p["seed"])
+    else:
+        raise ValueError(f"method={method!r}: allowed one of {METHODS}")
+    return model, None, "adamw"
+
+
+@torch.no_grad()
+def quant_gap(base, models: dict) -> dict:
+    """Per targeted matrix, ‖W − (deq(Q) + s·B·A)‖_F at init for QLoRA and LoftQ (relative to ‖W‖_F)."""
+    from labs.methods.lora import lora_layers
+    from labs.methods.lora_init import reconstruction_error
+
+    q, lq = lora_layers(models["qlora"]), lora_layers(models["loftq"])
+    rows = []
+    for name, m in lq.items():
+        w = base.get_submodule(name).weight
+        eq, el = reconstruction_error(w, q[name]), reconstruction_error(w, m)
+        rows.append({"module": name, "qlora": eq["relative"], "loftq": el["relative"],
+                     "reduction": 1 - el["fro"] / eq["fro"]})
+    lower = sum(r["loftq"] < r["qlora"] for r in rows)
+    return {"matrices": rows, "lower_on": lower, "of": len(rows),
+            "mean_reduction": sum(r["reduction"] for r in rows) / max(len(rows), 1)}
+
+
+@torch.no_grad()
+def start_stats(model, base, probe: dict) -> dict:
+    """A freshly initialized model against the base on the probe batch (padding off): the max |logit difference|
+    and the mean KL(base ‖ model) of the next-token distributions, in nats per position."""
+    def logits(m):
+        m.eval()
+        return m(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"]).logits.float()
+
+    a, b = logits(base), logits(model)                                     # (B, T, V)
+    mask = probe["attention_mask"].bool()                                  # (B, T)
+    kl = torch.nn.functional.kl_div(b.log_softmax(-1), a.log_softmax(-1), log_target=True,
+                                    reduction="none").sum(-1)              # (B, T)
+    return {"max_abs_logit_diff": ((a - b).abs() * mask[..., None]).max().item(),
+            "kl_to_base": kl[mask].mean().item()}
+
+
+def run(p: dict, ctx: Context) -> dict:
+    from labs.base import load_base
+    from labs.device import pick_device
+
+    device = pick_device(ctx.device)
+    t0 = time.perf_counter()
+    base, tok = load_base()
+    base.to(device)
+    task = get_task(p["task"])
+    methods = available(PRESETS[p["methods"]])
+    probe = encode(tok, task.eval[:PROBE], device)
+    results, inits = {}, {}
+    for i, method in enumerate(methods):
+        if ctx.should_stop():
+            raise Cancelled(f"cancelled before {method}")
+
+        def emit(event: dict, i=i, method=method) -> None:
+            frac = min(1.0, (i + event.get("step", 0) / p["steps"]) / len(methods))
+            event = dict(event, series=method, progress=frac)
+            if event.get("type") == "step":
+                event["eta"] = (time.perf_counter() - t0) / max(frac, 1e-9) * (1 - frac)
+            ctx.emit(event)
+
+        t_build = time.perf_counter()
+        model, groups, opt = build(method, base, p)
+        init_seconds = time.perf_counter() - t_build
+        model.to(device)
+        start = start_stats(model, base, probe)
+        if method in ("qlora", "loftq"):
+            inits[method] = copy.deepcopy(model)                 # the init, before training moves A and B
+        cfg = TrainConfig(steps=p["steps"], batch_size=p["batch_size"], eval_every=p["steps"],
+                          lr=LR[method] * p["lr_scale"], warmup=max(1, p["steps"] // 10), eval_limit=p["eval_limit"], seed=p["seed"],
+                          device=ctx.device, optimizer=opt)
+        res = train(model, tok, task, cfg, param_groups=groups, on_event=emit, should_stop=ctx.should_stop)
+        results[method] = {
+            "label": LABELS[method], "lr": cfg.lr, "init_seconds": init_seconds,
+            "trainable_params": res["trainable_params"], "total_params": res["total_params"],
+            "start": start, "base": res["base"], "final": res["final"],
+            "seconds_per_step": median_step_seconds(res["history"], {e["step"] for e in res["evals"]}),
+            "memory": memory_by_category(model, res["memory"] or {}),
+            "loss_curve": [h["loss"] for h in res["history"]]}
+        del model
+    out = {"device": str(device), "task": p["task"], "chance": task.chance, "methods": results,
+           "skipped": [m for m in PRESETS[p["methods"]] if m not in methods]}
+    if "qlora" in inits and "loftq" in inits:
+        gap = quant_gap(base, inits)
+        kq, kl = results["qlora"]["start"]["kl_to_base"], results["loftq"]["start"]["kl_to_base"]
+        gap.update({"kl_qlora_init": kq, "kl_loftq_init": kl, "kl_gap_closed": 1 - kl / kq if kq > 0 else None,
+                    "eval_loss_qlora_init": results["qlora"]["base"]["eval_loss"],
+                    "eval_loss_loftq_init": results["loftq"]["base"]["eval_loss"]})
+        out["quant_gap"] = gap
+    if "full" in results and "galore" in results:
+        full, gal = results["full"]["memory"]["optimizer"], results["galore"]["memory"]["optimizer"]
+        out["galore_optimizer_ratio"] = gal / full if full else None
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+LAB = Lab(
+    id="landscape",
+    title={"en": "More PEFT methods, side by side", "zh": "更多 PEFT 方法对比"},
+    params=PARAMS,
+    run=run,
+    quick={"steps": 40, "eval_limit": 40, "batch_size": 16},
+    summary={"en": "IA³, VeRA, PiSSA, LoftQ and GaLore next to LoRA, QLoRA and full fine-tuning on one task: trainable "
+                   "parameters, measured memory by category, accuracy, the quantization gap LoftQ closes, time per step.",
+             "zh": "在同一任务上把 IA³、VeRA、PiSSA、LoftQ、GaLore 与 LoRA、QLoRA、全量微调并排比较：可训练参数、按类别"
+                   "实测的内存、准确率、LoftQ 弥合的量化差距、每步耗时。"},
+)
