@@ -40,11 +40,26 @@ def _widget(p: Param, key: str, value):
     return st.text_input(label, value=str(value), key=key)
 
 
+def linked_params(lab_id: str) -> dict:
+    """``?lab=<id>&<param>=<value>…`` from a link (e.g. the notes errata): each value checked by its Param;
+    a bad one is ignored with a warning that names it."""
+    if st.query_params.get("lab") != lab_id:
+        return {}
+    out = {}
+    for p in get_lab(lab_id).params:
+        if p.name in st.query_params:
+            try:
+                out[p.name] = p.check(st.query_params[p.name])
+            except ParamError as err:
+                st.warning(t("errata.lab_link_bad", message=str(err)))
+    return out
+
+
 def params_form(lab_id: str, only: list[str] | None = None, fixed: dict | None = None) -> dict | None:
-    """Widgets for the lab's parameters (its --quick defaults); returns validated values or None."""
+    """Widgets for the lab's parameters (its --quick defaults, or a link's values); returns validated values or None."""
     lab = get_lab(lab_id)
     shown = [p for p in lab.params if (only is None or p.name in only) and p.name not in (fixed or {})]
-    defaults = {**{p.name: p.default for p in lab.params}, **lab.quick}
+    defaults = {**{p.name: p.default for p in lab.params}, **lab.quick, **linked_params(lab_id)}
     raw = dict(fixed or {})
     cols = st.columns(min(3, max(1, len(shown))))
     for i, p in enumerate(shown):
