@@ -10,10 +10,13 @@ V=.venv-canary
 PY="${PY:-python3}"
 rm -rf "$V"
 "$PY" -m venv "$V" && "$V/bin/pip" install -q --upgrade pip || exit 1
+# torch held at the locked CPU build for the whole install (an eager upgrade would fetch a CUDA torch).
+TORCH_PIN="$(mktemp)"
 if ! command -v nvidia-smi >/dev/null 2>&1; then
-  "$V/bin/pip" install -q -c requirements-cpu.lock torch || exit 1
+  grep '^torch==' requirements-cpu.lock > "$TORCH_PIN"
+  "$V/bin/pip" install -q -c "$TORCH_PIN" torch || exit 1
 fi
-if ! "$V/bin/pip" install -q --upgrade --upgrade-strategy eager -r requirements-dev.txt; then
+if ! "$V/bin/pip" install -q -c "$TORCH_PIN" --upgrade --upgrade-strategy eager -r requirements-dev.txt; then
   echo "CANARY FAILED: the newest releases that requirements-dev.txt allows do not install together (see pip above)."
   exit 1
 fi
