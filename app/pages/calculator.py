@@ -12,9 +12,10 @@ import yaml
 from app.calc_link import parse as parse_link
 from app.i18n import lang, pick, t
 from labs.budget import CARD_SIZES_GB, GPUS, METHODS, OPTIMIZERS, PRECISIONS, BudgetError, estimate, seed_table
-from labs.budget.methods import LORA_LIKE
+from labs.budget.activations import kept_per_layer, korthikanti_total
+from labs.budget.methods import LORA_LIKE, VECTOR_METHODS
 from labs.budget.params import LINEAR_NAMES
-from labs.budget.presets import MAIN_PRESETS, MAX_CONFIG_BYTES, PRESETS, parse_config_bytes
+from labs.budget.presets import MAIN_PRESETS, MAX_CONFIG_BYTES, PRESETS, get_arch, parse_config_bytes
 
 CONTENT = Path(__file__).resolve().parents[2] / "content" / "budget"
 CATS = ("weights", "quant_constants", "gradients", "optimizer", "activations", "logits", "overhead")
@@ -91,6 +92,16 @@ def sidebar() -> dict:
             tg = st.multiselect(s("calc.targets"), LINEAR_NAMES, default=[n for n in LINEAR_NAMES if linked == "all-linear"
                                                                          or n in linked.split(",")])
             kw["targets"] = "all-linear" if set(tg) == set(LINEAR_NAMES) else ",".join(tg)
+        if method in VECTOR_METHODS:
+            if method == "vera":
+                kw["rank"] = int(st.number_input(s("calc.vera_rank"), min_value=1, max_value=65536,
+                                                 value=pre.get("rank", 256), key="calc_vera_rank"))
+            tg = st.multiselect(s("calc.targets"), LINEAR_NAMES, key=f"calc_{method}_targets",
+                                default=["k_proj", "v_proj", "down_proj"] if method == "ia3" else ["q_proj", "v_proj"])
+            kw["targets"] = ",".join(tg)
+            if method == "ia3":
+                ff = st.multiselect(s("calc.ia3_ff"), tg, default=[n for n in tg if n == "down_proj"], key="calc_ia3_ff")
+                kw["feedforward"] = ",".join(ff)
         if method in ("prompt", "prefix"):
             kw["n_tokens"] = int(st.number_input("n_virtual_tokens", min_value=1, max_value=4096,
                                                  value=pre.get("n_tokens", 20)))
@@ -149,7 +160,7 @@ with right:
 
 st.subheader(s("calc.compare"))
 base = {k: v for k, v in kw.items() if k not in ("method", "rank", "targets", "n_tokens", "adapter_size",
-                                                 "nf4_blocksize", "double_quant")}
+                                                 "nf4_blocksize", "double_quant", "feedforward")}
 side = {}
 for meth in METHODS:
     try:
@@ -196,9 +207,16 @@ if st.button(s("calc.trace_btn")):
                 "activations + logits": (m["activations"] + m["logits"], tr["activations_peak"])}
         for k in ("weights", "quant_constants", "gradients", "optimizer"):
             rows[k] = (m[k], tr[k])
+        if tr.get("activations_per_layer") is not None:   # one more layer's saved set, both ways
+            rows[s("calc.per_layer")] = (kept_per_layer(get_arch(kw["model"]), r["activation_per_layer"],
+                                                         r["bytes_per_element"]["compute"], kw["batch"], kw["seq"],
+                                                         kw["checkpointing"]), tr["activations_per_layer"])
         st.dataframe(pd.DataFrame({s("calc.formula") + " GB": {k: v[0] / 1e9 for k, v in rows.items()},
                                    s("calc.traced") + " GB": {k: v[1] / 1e9 for k, v in rows.items()}}).round(4))
         st.caption(f"{tr['note']} · {tr['seconds']} s")
+        closed = {k: korthikanti_total(get_arch(kw["model"]), kw["batch"], kw["seq"], recompute=k) / 1e9
+                  for k in (False, True)}
+        st.caption(s("calc.korthikanti").format(closed=closed[False], recomp=closed[True]))
         if "grad_in_flight" in tr:
             st.caption(f"full FT: the traced activation peak includes one weight gradient being written "
                        f"({tr['grad_in_flight'] / 1e9:.3f} GB), which MemTracker labels Temp until it is "

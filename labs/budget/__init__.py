@@ -58,7 +58,8 @@ def estimate(model="llama-2-7b", method="lora", rank=16, targets="all-linear", p
         out["trace"] = run_trace(arch, method=method, rank=rank, targets=targets, precision=precision,
                                  optimizer=optimizer, checkpointing=checkpointing, flash=flash, batch=batch,
                                  seq=seq, n_tokens=method_kw.get("n_tokens", 20),
-                                 adapter_size=method_kw.get("adapter_size", 64), nf4_blocksize=nf4_blocksize)
+                                 adapter_size=method_kw.get("adapter_size", 64), nf4_blocksize=nf4_blocksize,
+                                 feedforward=method_kw.get("feedforward"))
     return out
 
 

@@ -14,6 +14,10 @@ I MLP width), walking HF's LlamaDecoderLayer:
     MLP              gate (I, saved by SiLU), SiLU(gate) and up (I each, saved by the product),
                      product (I, if down_proj needs it)
     LoRA branch      x (shared with the base input) + A x (r) per target
+    (IA)³            output-scaled target: its base output (out), saved by y * l for l's gradient;
+                     feed-forward target: its input (in), saved by x * l -- as if that weight trained
+    VeRA             per target: A x (r, saved by * λ_d) and B (λ_d ⊙ A x) (out, saved by * λ_b); A, B are
+                     frozen, so x itself is not saved
 
 Full checkpointing keeps only each layer's input (h) and recomputes one layer at a time in backward,
 so the peak is L*h + one layer's saved set + backward temporaries, or the loss backward if larger.
@@ -33,6 +37,8 @@ def _trains(method: str, info: dict, name: str) -> bool:
         return True
     if method in LORA_LIKE:
         return name in info["targets"]
+    if method == "ia3":                      # x * l saves x for l's gradient: the same tensor a trained weight saves
+        return name in info["feedforward"]
     return False
 
 
@@ -70,6 +76,12 @@ def layer_saved(c: ArchConfig, method: str, info: dict, p: int, b: int, s: int, 
             outs = {"q_proj": ad, "k_proj": kd, "v_proj": kd, "o_proj": h, "gate_proj": I, "up_proj": I,
                     "down_proj": h}
             t["dora_base_and_lora_out"] = 2 * p * bs * sum(outs[n] for n in info["targets"])
+    if method in ("ia3", "vera"):
+        shapes = linear_shapes(c)
+        if method == "ia3":
+            t["ia3_scaled_outputs"] = p * bs * sum(shapes[n][0] for n in info["targets"] if n not in info["feedforward"])
+        else:
+            t["vera_Ax_and_BAx"] = p * bs * sum(info["rank"] + shapes[n][0] for n in info["targets"])
     if method == "houlsby":    # two adapters: input y (h), down output and GELU output (m each)
         m = info["adapter_size"]
         t["houlsby_adapters"] = 2 * p * (h + 2 * m) * bs
@@ -135,6 +147,37 @@ def activation_terms(c: ArchConfig, method: str, info: dict, p: int, b: int, s: 
         terms["logits fp32 buffers freed"] = -(logits_bytes(c, b, s, p) - p * b * s * c.vocab_size)
         where = "last layer backward"
     return {"terms": terms, "per_layer": per, "peak": max(phase_a, phase_b), "phase": where}
+
+
+def kept_per_layer(c: ArchConfig, per_layer: dict, p: int, b: int, s: int, checkpointing: str) -> float:
+    """Bytes one more decoder layer keeps until backward: its saved set, or only its input (p*h*b*s) under full
+    checkpointing (the rest is recomputed one layer at a time)."""
+    return float(sum(per_layer.values())) if checkpointing == "none" else float(p * c.hidden_size * b * s)
+
+
+def korthikanti_layer(c: ArchConfig, b: int, s: int, recompute: bool = False) -> dict[str, float]:
+    """The closed form of Korthikanti et al. 2022 (arXiv:2205.05198, §4.1): activation bytes one GPT-style
+    layer saves, 16-bit activations + 1-byte dropout masks, no tensor/sequence parallelism, every weight
+    training, no FlashAttention; h = hidden, a = heads. By tensor:
+
+        attention   QKV input 2sbh · Q, K 4sbh · softmax 2as²b · its dropout mask as²b · dropout out 2as²b
+                    · V 2sbh · output-projection input 2sbh · dropout mask sbh      = 11sbh + 5as²b
+        MLP         first linear input 2sbh · GeLU input 8sbh · second linear input 8sbh · mask sbh = 19sbh
+        LayerNorms  two inputs 4sbh
+        total       sbh(34 + 5as/h)            full recomputation: the layer input only, 2sbh
+
+    Our Llama layer differs on purpose (SwiGLU, RMSNorm, GQA, no dropout, flash): `layer_saved` walks it."""
+    h, a = c.hidden_size, c.n_heads
+    sbh, as2b = s * b * h, a * s * s * b
+    if recompute:
+        return {"layer input 2sbh": 2 * sbh}
+    return {"attention 11sbh": 11 * sbh, "attention scores 5as^2b": 5 * as2b, "MLP 19sbh": 19 * sbh,
+            "LayerNorm inputs 4sbh": 4 * sbh}
+
+
+def korthikanti_total(c: ArchConfig, b: int, s: int, recompute: bool = False) -> float:
+    """sbh(34 + 5as/h) bytes per layer (2sbh with full recomputation)."""
+    return float(sum(korthikanti_layer(c, b, s, recompute).values()))
 
 
 def inference_transient(c: ArchConfig, p: int, b: int, s: int, flash: bool) -> float:

@@ -18,7 +18,7 @@ from labs.budget.presets import PRESETS, BudgetError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="llama-2-7b", help=f"preset ({', '.join(PRESETS)}) or path to config.json")
     p.add_argument("--method", default="lora", choices=METHODS)
-    p.add_argument("--rank", type=int, default=16, help="LoRA/QLoRA/DoRA/AdaLoRA rank r")
+    p.add_argument("--rank", type=int, default=16, help="LoRA/QLoRA/DoRA/AdaLoRA/VeRA rank r")
     p.add_argument("--targets", default="all-linear", help="all-linear or comma list, e.g. q_proj,v_proj")
     p.add_argument("--precision", default="bf16-mixed", choices=PRECISIONS)
     p.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS)
@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter-size", type=int, default=64, help="Houlsby bottleneck m")
     p.add_argument("--adapter-len", type=int, default=10, help="LLaMA-Adapter prompt length")
     p.add_argument("--adapter-layers", type=int, default=None, help="LLaMA-Adapter: top layers adapted")
+    p.add_argument("--feedforward", default=None, help="(IA)³: comma list of targets whose input is rescaled "
+                                                       "(default down_proj when targeted; '' = none)")
     p.add_argument("--mode", default="train", choices=("train", "inference"))
     p.add_argument("--gpu", default="A100-80GB", choices=tuple(GPUS))
     p.add_argument("--mfu", type=float, default=0.4)
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         kw = {"adapter_size": args.adapter_size}
     elif args.method == "prompt":
         kw = {"n_tokens": args.n_tokens}
+    elif args.method == "ia3":
+        kw = {"feedforward": args.feedforward}
     else:
         kw = {}
     try:

@@ -122,6 +122,7 @@ def breakdown(c: ArchConfig, method: str = "lora", rank: int = 16, targets="all-
     frozen = 0 if method == "full" else P
     quantized = counts["linear"] if method == "qlora" else 0
     w_base = (frozen - quantized) * db["frozen"] + quantized * 0.5
+    w_base += info.get("frozen_extra", 0) * db["frozen"]    # VeRA's shared random A, B (buffers, base dtype)
     w_train = T * db["weight"]
     qconst = c.n_layers * sum(quant_constant_bytes(o * i, nf4_blocksize, double_quant)   # per tensor, as bnb
                               for o, i in linear_shapes(c).values()) if quantized else 0

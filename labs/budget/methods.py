@@ -12,6 +12,9 @@ For a linear layer W of shape (out, in) and rank r (peft's names):
     Houlsby        per layer 2 adapters * (down h*m + m, up m*h + h) = 2*(2*h*m + h + m)
                    (+ 2*h if the layer norms train too, as in the paper)
     LLaMA-Adapter  per adapted layer: prompt (len, h) + one zero-init gate   L_a*len*h + L_a
+    (IA)³          ia3_l per target: out (k/v-style, rescales the output) or in (feed-forward, rescales the input)
+    VeRA           vera_lambda_b (out,) + vera_lambda_d (r,) per target: out + r; plus the shared frozen
+                   vera_A (r, max in) and vera_B (max out, r), buffers drawn from a seed (counted as frozen weights)
 
 QLoRA counts exactly like LoRA: only the frozen base changes (to NF4), not the adapter.
 """
@@ -26,6 +29,8 @@ from labs.methods.registry import BUDGET_FORMULAS, SPECS
 METHODS = BUDGET_FORMULAS
 # the low-rank family: a rank on targeted linears (lora, qlora, dora, adalora)
 LORA_LIKE = tuple(dict.fromkeys(s.budget for s in SPECS.values() if s.budget and "target_modules" in s.settings))
+VECTOR_METHODS = ("ia3", "vera")     # a learned vector per targeted linear (labs.methods.ia3 / vera)
+IA3_FEEDFORWARD = ("down_proj",)
 MAX_RANK = 65536
 MAX_TOKENS = 4096
 
@@ -79,10 +84,35 @@ def lora_per_layer(c: ArchConfig, rank: int, targets: tuple[str, ...], method: s
     return out
 
 
+def vector_method_params(c: ArchConfig, method: str, rank: int, targets, feedforward) -> dict:
+    """(IA)³ and VeRA: a vector per targeted linear (VeRA: two, plus the shared frozen projections)."""
+    tg = parse_targets(targets)
+    shapes = linear_shapes(c)
+    if method == "ia3":
+        # default: PEFT's for Llama (down_proj is the feed-forward one) when it is targeted; "" = none
+        ff = (tuple(n for n in IA3_FEEDFORWARD if n in tg) if feedforward is None
+              else parse_targets(feedforward) if feedforward else ())
+        if not set(ff) <= set(tg):
+            raise BudgetError("feedforward", f"feedforward = {','.join(ff)} is not allowed: allowed a subset of "
+                                             f"targets ({','.join(tg)})")
+        per = {n: shapes[n][1] if n in ff else shapes[n][0] for n in tg}     # (1, in) or (out, 1)
+        return {"trainable": c.n_layers * sum(per.values()), "per_layer": per, "targets": tg, "feedforward": ff,
+                "formula": f"L * (sum of out over {','.join(n for n in tg if n not in ff) or '-'} + sum of in "
+                           f"over {','.join(ff) or '-'})"}
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= MAX_RANK:
+        raise BudgetError("rank", f"rank = {rank!r} is not allowed: allowed an integer 1..{MAX_RANK}")
+    per = {n: shapes[n][0] + rank for n in tg}
+    projections = rank * max(shapes[n][1] for n in tg) + max(shapes[n][0] for n in tg) * rank
+    return {"trainable": c.n_layers * sum(per.values()), "per_layer": per, "targets": tg, "rank": rank,
+            "frozen_extra": projections,
+            "formula": f"L * sum over {','.join(tg)} of (out + r), r={rank}; frozen shared A, B: "
+                       f"r*max_in + max_out*r = {projections:,}"}
+
+
 def trainable_params(c: ArchConfig, method: str, rank: int = 16, targets="all-linear", n_tokens: int = 20,
                      prefix_projection: bool = False, encoder_hidden: int | None = None,
                      adapter_size: int = 64, adapter_layers: int | None = None, adapter_len: int = 10,
-                     train_layernorm: bool = False) -> dict:
+                     train_layernorm: bool = False, feedforward=None) -> dict:
     """``{"trainable": N, "formula": text, "per_layer": {...}, "targets": (...)}`` for ``method``."""
     if method not in METHODS:
         raise BudgetError("method", f"method = {method!r} is not known: allowed {', '.join(METHODS)}")
@@ -96,6 +126,8 @@ def trainable_params(c: ArchConfig, method: str, rank: int = 16, targets="all-li
         extra = {"dora": " + out (magnitude)", "adalora": " + r (lora_E)"}.get(method, "")
         return {"trainable": L * sum(per.values()), "per_layer": per, "targets": tg, "rank": rank,
                 "formula": f"L * sum over {','.join(tg)} of r*(in+out){extra}, r={rank}"}
+    if method in VECTOR_METHODS:
+        return vector_method_params(c, method, rank, targets, feedforward)
     if method == "prompt":
         n = _check_int("n_tokens", n_tokens, 1, MAX_TOKENS)
         return {"trainable": n * h, "per_layer": {}, "targets": (), "formula": f"n_tokens*h = {n}*{h}"}

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from labs.budget.methods import LORA_LIKE, parse_targets
-from labs.budget.params import hf_config
+from labs.budget.params import hf_config, linear_shapes
 from labs.budget.presets import ArchConfig, BudgetError
 
-TRACEABLE = ("full", "lora", "qlora", "dora", "adalora", "prompt", "houlsby")
+TRACEABLE = ("full", "lora", "qlora", "dora", "adalora", "prompt", "houlsby", "ia3", "vera")
 FULL_DEPTH_MAX_LAYERS = 4
 
 
@@ -103,6 +103,35 @@ class Houlsby(nn.Module):
         return y + self.up(torch.nn.functional.gelu(self.down(y)))
 
 
+class IA3Scale(nn.Module):
+    """(IA)³: base(x) * l (output-scaled target) or base(x * l) (feed-forward target), l trainable."""
+
+    def __init__(self, base: nn.Linear, feedforward: bool, dtype):
+        super().__init__()
+        self.base, self.feedforward = base, feedforward
+        out_f, in_f = base.weight.shape
+        self.ia3_l = nn.Parameter(torch.ones(in_f if feedforward else out_f, dtype=dtype))
+
+    def forward(self, x):
+        return self.base(x * self.ia3_l) if self.feedforward else self.base(x) * self.ia3_l
+
+
+class VeraBranch(nn.Module):
+    """VeRA: base(x) + λ_b ⊙ B[:out] (λ_d ⊙ A[:, :in] x); A, B frozen buffers shared by every target."""
+
+    def __init__(self, base: nn.Linear, shared: nn.Module, r: int, dtype):
+        super().__init__()
+        self.base = base
+        self.__dict__["shared"] = shared                    # one A, B for the model (registered on it once)
+        self.out_f, self.in_f = base.weight.shape
+        self.vera_lambda_b = nn.Parameter(torch.zeros(self.out_f, dtype=dtype))
+        self.vera_lambda_d = nn.Parameter(torch.full((r,), 0.1, dtype=dtype))
+
+    def forward(self, x):
+        h = torch.nn.functional.linear(x, self.shared.vera_A[:, : self.in_f]) * self.vera_lambda_d    # (B, T, r)
+        return self.base(x) + self.vera_lambda_b * torch.nn.functional.linear(h, self.shared.vera_B[: self.out_f])
+
+
 class RefOptimizer(torch.optim.Optimizer):
     """Allocates each optimizer's real state layout (AdamW m,v · 8-bit codes + absmax per 256 · SGD momentum ·
     Adafactor row/col second moments) and, in bf16-mixed, an fp32 master copy; then does one update."""
@@ -151,7 +180,8 @@ class RefOptimizer(torch.optim.Optimizer):
 
 
 def build(c: ArchConfig, n_layers: int, method: str, rank: int, targets, precision: str, flash: bool,
-          n_tokens: int = 20, adapter_size: int = 64, nf4_blocksize: int = 64, checkpointing: str = "full"):
+          n_tokens: int = 20, adapter_size: int = 64, nf4_blocksize: int = 64, checkpointing: str = "full",
+          feedforward=None):
     """The model with the method applied (call inside FakeTensorMode) and its trainable parameters."""
     from transformers import AutoModelForCausalLM
 
@@ -177,6 +207,23 @@ def build(c: ArchConfig, n_layers: int, method: str, rank: int, targets, precisi
                     for name, lin in list(parent.named_children()):
                         if isinstance(lin, nn.Linear):
                             setattr(parent, name, NF4Linear(*lin.weight.shape, dtype, nf4_blocksize))
+    elif method in ("ia3", "vera"):
+        from labs.budget.methods import vector_method_params
+
+        info = vector_method_params(c, method, rank, targets, feedforward)
+        if method == "vera":
+            shared = nn.Module()
+            shapes = linear_shapes(c)
+            max_o, max_i = (max(shapes[n][k] for n in info["targets"]) for k in (0, 1))
+            shared.register_buffer("vera_A", torch.randn(rank, max_i, dtype=dtype))
+            shared.register_buffer("vera_B", torch.randn(max_o, rank, dtype=dtype))
+            model.vera_shared = shared
+        for layer in model.model.layers:
+            for name in info["targets"]:
+                parent = layer.self_attn if name in ("q_proj", "k_proj", "v_proj", "o_proj") else layer.mlp
+                lin = getattr(parent, name)
+                setattr(parent, name, IA3Scale(lin, name in info["feedforward"], dtype) if method == "ia3"
+                        else VeraBranch(lin, model.vera_shared, rank, dtype))
     elif method == "houlsby":
         for layer in model.model.layers:
             layer.self_attn.o_proj = Houlsby(layer.self_attn.o_proj, c.hidden_size, adapter_size, dtype)
@@ -224,7 +271,7 @@ def _peak_tracker():
 
 def trace_once(c: ArchConfig, n_layers: int, method="lora", rank=16, targets="all-linear", precision="bf16-mixed",
                optimizer="adamw", checkpointing="full", flash=True, batch=1, seq=512, n_tokens=20,
-               adapter_size=64, nf4_blocksize=64) -> dict:
+               adapter_size=64, nf4_blocksize=64, feedforward=None) -> dict:
     """Bytes by category for one step of an ``n_layers``-deep copy of ``c``."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -233,7 +280,7 @@ def trace_once(c: ArchConfig, n_layers: int, method="lora", rank=16, targets="al
                                     "(its formula is still computed)")
     with FakeTensorMode(allow_non_fake_inputs=True):
         model, trainable = build(c, n_layers, method, rank, targets, precision, flash, n_tokens, adapter_size,
-                                 nf4_blocksize, checkpointing)
+                                 nf4_blocksize, checkpointing, feedforward)
         sd = torch.float32 if precision in ("fp32", "bf16-mixed") else torch.bfloat16
         opt = RefOptimizer(trainable, optimizer, sd, master=precision == "bf16-mixed")
         ids = torch.randint(0, c.vocab_size, (batch, seq))
@@ -262,12 +309,17 @@ def trace(c: ArchConfig, **kw) -> dict:
     """Trace at full depth when small, else at 1 and 2 layers and extrapolate linearly to ``c.n_layers``."""
     t0 = time.perf_counter()
     L = c.n_layers
+    one = two = None
     if L <= FULL_DEPTH_MAX_LAYERS:
         res, note = trace_once(c, L, **kw), f"traced all {L} layers"
+        if L >= 2:     # small models: the per-layer figure still needs a 1- and a 2-layer trace
+            one, two = (res, None) if L == 1 else (trace_once(c, 1, **kw), res if L == 2 else trace_once(c, 2, **kw))
     else:
         one, two = trace_once(c, 1, **kw), trace_once(c, 2, **kw)
         res = {k: one[k] + (L - 1) * (two[k] - one[k]) for k in one}
         note = f"traced 1 and 2 layers, scaled linearly to {L} layers: v(L) = v(1) + (L-1)(v(2)-v(1))"
+    # what one more decoder layer adds to the activation peak (the closed forms' per-layer figure)
+    res["activations_per_layer"] = two["activations_peak"] - one["activations_peak"] if two else None
     res["model_states"] = res["weights"] + res["quant_constants"] + res["gradients"] + res["optimizer"]
     if kw.get("method", "lora") == "full":
         # MemTracker labels a weight gradient "Temp" when backward creates it and "Gradient" only once it is

@@ -101,7 +101,7 @@ def test_fits_table_and_contract_keys():
 
 @pytest.mark.parametrize("kw,field", [({"batch": 0}, "batch"), ({"seq": -5}, "seq"), ({"gpus": 0}, "gpus"),
                                       ({"precision": "fp8"}, "precision"), ({"optimizer": "lion"}, "optimizer"),
-                                      ({"method": "ia3"}, "method"), ({"zero": 2}, "zero"),
+                                      ({"method": "bitfit"}, "method"), ({"zero": 2}, "zero"),
                                       ({"rank": 5000}, "rank"), ({"model": "gpt-5"}, "model")])
 def test_bad_input_names_the_field(kw, field):
     with pytest.raises(BudgetError) as e:
