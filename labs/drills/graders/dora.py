@@ -20,6 +20,7 @@ PARAMS = ("x", "W0", "A", "B", "m", "alpha", "r")
 def _reference(x, W0, A, B, m, alpha, r, dy):
     d, k = W0.shape
     layer = LoraLinear(nn.Linear(k, d, bias=False, dtype=W0.dtype), LoraConfig(r=r, lora_alpha=alpha, use_dora=True))
+    layer.base_layer.weight.requires_grad_(False)                       # the frozen base, as lora.apply leaves it
     with torch.no_grad():
         layer.base_layer.weight.copy_(W0)
         layer.lora_A.weight.copy_(A)
