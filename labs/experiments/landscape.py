@@ -40,6 +40,8 @@ LABELS = {"full": "Full FT", "lora": "LoRA", "pissa": "PiSSA", "qlora": "QLoRA",
 LR = {"full": 1e-3, "lora": 1e-2, "pissa": 1e-2, "qlora": 1e-2, "loftq": 1e-2, "galore": 1e-2, "ia3": 3e-1,
       "vera": 2e-1}
 PROBE = 16                      # eval prompts whose logits check "PiSSA starts at the base"
+INTRUDER_K, INTRUDER_EPS = 10, 0.5   # top-k fine-tuned singular vectors; "new" when max |cos| < eps (the paper's k, ε)
+DENSE = ("full", "lora", "pissa", "galore")   # methods whose trained weight is a plain fp32 matrix to compare
 
 PARAMS = [
     Param("task", "choice", "topic", choices=tuple(TASKS), help="fine-tuning task"),
@@ -125,6 +127,33 @@ def start_stats(model, base, probe: dict) -> dict:
             "kl_to_base": kl[mask].mean().item()}
 
 
+@torch.no_grad()
+def effective_weights(model) -> dict[str, torch.Tensor]:
+    """{module name: the (out, in) weight the model computes with} for dense linears and LoRA layers."""
+    from labs.methods.lora import LoraLinear
+
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, LoraLinear) and not m.is_quantized:
+            out[name] = (m.base_weight() + m.delta_weight()).float()
+        elif isinstance(m, torch.nn.Linear) and not any(name.startswith(k + ".") for k in out):
+            out[name] = m.weight.float()
+    return out
+
+
+@torch.no_grad()
+def intruders(base_svd: dict, model, k: int = INTRUDER_K, eps: float = INTRUDER_EPS) -> dict:
+    """Intruder dimensions (Shuttleworth et al. 2024, arXiv:2410.21228): among the top-k left singular vectors of
+    each fine-tuned matrix, those whose cosine with EVERY pre-trained left singular vector is below eps."""
+    weights = effective_weights(model)
+    per = {}
+    for name, U0 in base_svd.items():
+        U = torch.linalg.svd(weights[name], full_matrices=False)[0][:, :k]      # (out, k)
+        per[name] = int(((U0.T @ U).abs().max(0).values < eps).sum())           # max over pre-trained vectors
+    return {"k": k, "eps": eps, "total": sum(per.values()), "matrices": len(per),
+            "with_any": sum(v > 0 for v in per.values()), "per_matrix": per}
+
+
 def run(p: dict, ctx: Context) -> dict:
     from labs.base import load_base
     from labs.device import pick_device
@@ -136,6 +165,9 @@ def run(p: dict, ctx: Context) -> dict:
     task = get_task(p["task"])
     methods = available(PRESETS[p["methods"]])
     probe = encode(tok, task.eval[:PROBE], device)
+    head = base.get_output_embeddings()
+    base_svd = {n: torch.linalg.svd(m.weight.float(), full_matrices=False)[0]          # (out, min) per matrix
+                for n, m in base.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
     results, inits = {}, {}
     for i, method in enumerate(methods):
         if ctx.should_stop():
@@ -166,6 +198,8 @@ def run(p: dict, ctx: Context) -> dict:
             "seconds_per_step": median_step_seconds(res["history"], {e["step"] for e in res["evals"]}),
             "memory": memory_by_category(model, res["memory"] or {}),
             "loss_curve": [h["loss"] for h in res["history"]]}
+        if method in DENSE:
+            results[method]["intruders"] = intruders(base_svd, model)
         del model
     out = {"device": str(device), "task": p["task"], "chance": task.chance, "methods": results,
            "skipped": [m for m in PRESETS[p["methods"]] if m not in methods]}
@@ -194,3 +228,45 @@ LAB = Lab(
              "zh": "在同一任务上把 IA³、VeRA、PiSSA、LoftQ、GaLore 与 LoRA、QLoRA、全量微调并排比较：可训练参数、按类别"
                    "实测的内存、准确率、LoftQ 弥合的量化差距、每步耗时。"},
 )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The page's instant picture: one real weight matrix, what each method keeps, trains and stores for it
+# ---------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def picture(w: torch.Tensor, r: int = 8, lora_alpha: float = 16.0, loftq_iter: int = 3, vera_r: int = 256,
+            ffn_input: bool = False) -> dict:
+    """For W (out, in): its singular values, PiSSA's split, QLoRA's vs LoftQ's init error per LoftQ round, and
+    per method the trainable entries and optimizer-state entries this one matrix costs (AdamW: 2 per trained
+    entry; GaLore: the projected moments plus the projector). IA³ scales the output (k/v) or, for a
+    feed-forward input (`ffn_input`), the input. VeRA's shared A, B are frozen and counted once per model."""
+    from labs.methods.linear4bit import Linear4bit
+    from labs.methods.lora_init import loftq, svd_split
+
+    w = w.float()
+    out_f, in_f = w.shape
+    if not 1 <= r <= min(out_f, in_f):
+        raise ValueError(f"r = {r} is out of range: allowed 1..{min(out_f, in_f)} for a {out_f}×{in_f} matrix")
+    s = lora_alpha / r
+    S = torch.linalg.svdvals(w)                                           # (min(out, in),)
+    energy = (S ** 2).cumsum(0) / (S ** 2).sum()
+    B, A = svd_split(w, r, s)
+    residual = w - s * (B @ A)
+    norm = torch.linalg.matrix_norm(w).item()
+    dense = torch.nn.Linear(in_f, out_f, bias=False)
+    dense.weight.copy_(w)
+    plain_err = torch.linalg.matrix_norm(w - Linear4bit(dense).dequantize().float()).item() / norm   # B·A = 0
+    _, _, _, errs = loftq(w, dense, r, s, loftq_iter)
+    left = out_f <= in_f
+    galore_state = 2 * r * (in_f if left else out_f) + r * (out_f if left else in_f)
+    trained = {"full": out_f * in_f, "lora": r * (out_f + in_f), "pissa": r * (out_f + in_f),
+               "ia3": in_f if ffn_input else out_f, "vera": out_f + vera_r, "galore": out_f * in_f}
+    state = {k: 2 * v for k, v in trained.items()}
+    state["galore"] = galore_state
+    return {"shape": [out_f, in_f], "r": r, "singular_values": S.tolist(), "energy_top_r": energy[r - 1].item(),
+            "pissa": {"principal_fro": torch.linalg.matrix_norm(s * (B @ A)).item() / norm,
+                      "residual_fro": torch.linalg.matrix_norm(residual).item() / norm,
+                      "residual_top_singular": torch.linalg.svdvals(residual)[0].item(),
+                      "sigma_r_plus_1": S[r].item() if r < len(S) else 0.0},
+            "quant_error": {"qlora": plain_err, "loftq": [e / norm for e in errs]},
+            "trainable": trained, "optimizer_entries": state}

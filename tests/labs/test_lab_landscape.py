@@ -28,6 +28,10 @@ def test_every_method_is_measured(result):
     assert got["qlora"]["memory"]["quant_constants"] > 0 and got["lora"]["memory"]["quant_constants"] == 0
     assert got["galore"]["memory"]["optimizer"] < 0.6 * got["full"]["memory"]["optimizer"]
     assert 0 < result["galore_optimizer_ratio"] < 0.6
+    for m in ("full", "lora", "pissa", "galore"):                        # counted on the trained dense weights
+        it = got[m]["intruders"]
+        assert it["matrices"] == 28 and 0 <= it["total"] <= it["k"] * it["matrices"], m
+    assert "intruders" not in got["qlora"]
 
 
 def test_inits_start_where_they_should(result):
