@@ -94,3 +94,16 @@ def test_vera_shares_one_frozen_pair_and_merges():
     assert max_diff(m(input_ids=ids, attention_mask=mask).logits, before) <= 1e-4
     with pytest.raises(ValueError, match="projection_prng_key"):
         vera.apply(twins()[0], r=2, projection_prng_key=-1)
+
+
+def test_vera_file_without_projections_loads_from_the_seed(tmp_path):
+    """peft with save_projection=False writes only the vectors; the seed regenerates A and B on our side."""
+    _, theirs = twins()
+    ids, mask = batch()
+    pm = get_peft_model(theirs, VeraConfig(r=4, target_modules=["q_proj", "v_proj"], projection_prng_key=11,
+                                           save_projection=False)).eval()
+    randomize_(_adapter_params(pm), std=0.5)
+    want = pm(input_ids=ids, attention_mask=mask).logits
+    pm.save_pretrained(str(tmp_path))
+    back = io.load(tiny_model(), tmp_path).eval()
+    assert max_diff(back(input_ids=ids, attention_mask=mask).logits, want) <= TOL
