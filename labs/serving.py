@@ -196,7 +196,7 @@ def make_tokens(tok, n: int, length: int, seed: int = 0) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _generate(srv: Server, tokens: torch.Tensor, prompt_len: int) -> torch.Tensor:
+def generate(srv: Server, tokens: torch.Tensor, prompt_len: int) -> torch.Tensor:
     """Prefill tokens[:, :prompt_len], then one cached step per remaining column: logits (b, steps+1, V)."""
     out = srv.model(input_ids=tokens[:, :prompt_len], use_cache=True)
     past, logits = out.past_key_values, [out.logits[:, -1]]
@@ -219,13 +219,13 @@ def _groups(adapters: list[int]) -> dict[int, list[int]]:
 def _run_group(srv: Server, strategy: str, k: int, tokens, prompt_len):
     if strategy == "per_group":
         srv.route.mode, srv.route.adapter = "single", k
-        return _generate(srv, tokens, prompt_len)
+        return generate(srv, tokens, prompt_len)
     with torch.no_grad():                                                     # merge_swap
         for m in srv.layers.values():
             m.base_layer.weight.add_(m.delta_weight(k))
         srv.route.mode = "base"
         try:
-            return _generate(srv, tokens, prompt_len)
+            return generate(srv, tokens, prompt_len)
         finally:
             for m in srv.layers.values():
                 m.base_layer.weight.sub_(m.delta_weight(k))
@@ -267,7 +267,7 @@ def serve(srv: Server, strategy: str, tokens: torch.Tensor, adapters: list[int],
                 slot = srv.cache.fetch([adapters[i] for i in part])
                 srv.route.mode = "multi"
                 srv.route.rows = torch.tensor([slot[adapters[i]] for i in part], device=tokens.device)
-                out = _generate(srv, tokens[rows], prompt_len)
+                out = generate(srv, tokens[rows], prompt_len)
             else:
                 out = _run_group(srv, strategy, adapters[part[0]], tokens[rows], prompt_len)
             done = time.perf_counter() - t0

@@ -24,7 +24,7 @@ import functools
 
 import torch
 
-from peftlab_kernels.codebooks import _dynamic
+from peftlab_kernels.codebooks import dynamic_map
 
 DQ_BLOCKSIZE = 256                # constants per group, as bitsandbytes' `compress_statistics`
 _HALF_CELLS = 32767.5             # 65535 / 2: cells of width 1/32767.5 over [−1, 1]
@@ -33,7 +33,7 @@ _HALF_CELLS = 32767.5             # 65535 / 2: cells of width 1/32767.5 over [�
 @functools.lru_cache(maxsize=None)
 def _cell_table() -> torch.Tensor:
     """(65536,) uint8: for each cell, the index of the dynamic-map level nearest its centre."""
-    code = _dynamic()                                                       # (256,)
+    code = dynamic_map()                                                       # (256,)
     centres = (torch.arange(65536, dtype=torch.float64) / _HALF_CELLS - 1).float()
     return (centres[:, None] - code[None, :]).abs().argmin(1).to(torch.uint8)
 
@@ -58,7 +58,7 @@ def quantize_blockwise8(x: torch.Tensor, blocksize: int = DQ_BLOCKSIZE) -> tuple
 
 def dequantize_blockwise8(codes: torch.Tensor, absmax: torch.Tensor, blocksize: int = DQ_BLOCKSIZE) -> torch.Tensor:
     """codes (n,) uint8, absmax (G,) fp32 → (n,) fp32 = D[codes] · absmax[group]."""
-    vals, n = _groups(_dynamic().to(codes.device)[codes.long()], blocksize)  # (G, bs)
+    vals, n = _groups(dynamic_map().to(codes.device)[codes.long()], blocksize)  # (G, bs)
     return (vals * absmax[:, None]).reshape(-1)[:n]
 
 

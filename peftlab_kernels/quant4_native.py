@@ -17,7 +17,7 @@ import torch
 
 from peftlab_kernels import _native
 from peftlab_kernels.blockwise8 import DQ_BLOCKSIZE
-from peftlab_kernels.codebooks import CODEBOOKS, _dynamic
+from peftlab_kernels.codebooks import CODEBOOKS, dynamic_map
 
 _LIB = "quant4_cpu"
 _DTYPE_CODE = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
@@ -78,7 +78,7 @@ def dequantize_4bit_native(packed, shape, dtype, blocksize, quant_type, absmax=N
         scale2 = scale2.to("cpu", torch.float32).contiguous()
         if qabsmax.numel() < n_blocks or scale2.numel() < -(-n_blocks // DQ_BLOCKSIZE):
             raise ValueError(f"double-quant state too short for {n_blocks} blocks")
-        dyn = _dynamic().float().contiguous()
+        dyn = dynamic_map().float().contiguous()
         keep += [qabsmax, scale2, dyn]
         args = (None, qabsmax.data_ptr(), dyn.data_ptr(), scale2.data_ptr(), float(offset))
     levels = _levels(quant_type)

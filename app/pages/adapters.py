@@ -50,38 +50,12 @@ def _bundled():
 
 
 def gated_attention(K: int, gate: float, seed: int, text: str):
-    """One query (the last token) of the bundled model's top layer: attention on the tokens (softmax, sums to 1)
-    and on K random prompts (g · its own softmax, sums to g), and the relative size of the prompts' output."""
-    import math
-
-    import torch
-
-    from labs.methods.adapters import _rotate_half
+    """(tokens, attention on them, on the K gated prompts, prompt/token output ratio): labs.methods.adapters."""
+    from labs.methods.adapters import gated_attention as probe
 
     model, tok = _bundled()
-    ids = tok(text, return_tensors="pt")["input_ids"]                                 # (1, T)
-    attn = model.model.layers[-1].self_attn
-    with torch.no_grad():
-        h = model(input_ids=ids, output_hidden_states=True).hidden_states[-2]           # input of the top layer
-        x = model.model.layers[-1].input_layernorm(h)                                  # (1, T, d)
-        T, hd, H = ids.shape[1], attn.head_dim, model.config.num_attention_heads
-        cos, sin = model.model.rotary_emb(x, torch.arange(T).unsqueeze(0))
-        rope = lambda z: z * cos.unsqueeze(1) + _rotate_half(z) * sin.unsqueeze(1)  # noqa: E731
-        q = rope(attn.q_proj(x).view(1, T, H, hd).transpose(1, 2))[:, :, -1:]          # (1, H, 1, hd)
-        k = rope(attn.k_proj(x).view(1, T, -1, hd).transpose(1, 2))                     # (1, kvh, T, hd)
-        v = attn.v_proj(x).view(1, T, -1, hd).transpose(1, 2)
-        P = torch.randn(1, K, model.config.hidden_size, generator=torch.Generator().manual_seed(seed))
-        kp = attn.k_proj(P).view(1, K, -1, hd).transpose(1, 2)                          # no RoPE on prompts
-        vp = attn.v_proj(P).view(1, K, -1, hd).transpose(1, 2)
-        rep = H // k.shape[1]
-        k, v, kp, vp = (z.repeat_interleave(rep, dim=1) for z in (k, v, kp, vp))
-        px = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(hd), -1)                   # (1, H, 1, T)
-        pp = gate * torch.softmax(q @ kp.transpose(2, 3) / math.sqrt(hd), -1)           # (1, H, 1, K)
-        out_x = attn.o_proj((px @ v).transpose(1, 2).reshape(1, 1, -1))
-        out_p = attn.o_proj((pp @ vp).transpose(1, 2).reshape(1, 1, -1))
-    tokens = [tok.decode([i]) for i in ids[0].tolist()]
-    return (tokens, px.mean(1)[0, 0].tolist(), pp.mean(1)[0, 0].tolist(),
-            float(out_p.norm() / out_x.norm()))
+    r = probe(model, tok, text, K, gate, seed)
+    return r["tokens"], r["token_attention"], r["prompt_attention"], r["prompt_over_token"]
 
 
 def picture() -> None:

@@ -25,8 +25,9 @@ from peftlab_kernels.codebooks import CODEBOOKS, NF4_OFFSET
 from peftlab_kernels.nf4 import BLOCKSIZES, dequantize_4bit, quantize_4bit
 from labs.experiments import Context, Lab
 from labs.params import Param
+from labs.quant_probe import (FORMATS, bits_formula, bnb_parity, double_quant_bits, layer_error, quantize_layers,
+                              roundtrip, swapped, weight_stats)
 
-FORMATS = ("nf4", "fp4", "int4")
 GROUPS = {"all": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
           "attention": ("q_proj", "k_proj", "v_proj", "o_proj"), "mlp": ("gate_proj", "up_proj", "down_proj")}
 BIG_MODELS = ("llama-2-7b", "llama-2-13b", "llama-2-70b")
@@ -54,46 +55,6 @@ def linear_modules(model, group: str = "all") -> dict[str, torch.nn.Linear]:
             if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in suffixes}
 
 
-def layer_error(w: torch.Tensor, wq: torch.Tensor, blocksize: int) -> dict:
-    """Errors of one reconstruction; blocks are `blocksize` consecutive elements of the flattened weight."""
-    w, wq = w.float().reshape(-1), wq.float().reshape(-1)                 # (n,)
-    err = (w - wq) ** 2
-    full = w.numel() - w.numel() % blocksize
-    blocks = err[:full].view(-1, blocksize)                                # (B, bs)
-    wb, qb = w[:full].view(-1, blocksize), wq[:full].view(-1, blocksize)
-    arg = wb.abs().argmax(1, keepdim=True)                                 # (B, 1) the block's max-|w| element
-    exact = (wb.gather(1, arg) == qb.gather(1, arg)).float().mean().item() if full else float("nan")
-    return {"mse": err.mean().item(), "rel_err": (err.sum().sqrt() / w.norm()).item(),
-            "worst_block_mse": blocks.mean(1).max().item() if full else err.mean().item(),
-            "max_exact": exact, "numel": w.numel()}
-
-
-def quantize_layers(mods: dict, fmt: str, blocksize: int, double_quant: bool) -> tuple[dict, dict]:
-    """{name: Ŵ} and a summary: per-layer errors, total bytes and bits/param from the real buffers."""
-    deq, layers, nbytes, numel, sq_err, sq_w = {}, [], 0, 0, 0.0, 0.0
-    for name, m in mods.items():
-        w = m.weight.detach()
-        q = quantize_4bit(w, fmt, blocksize, double_quant)
-        deq[name] = dequantize_4bit(q)
-        e = layer_error(w, deq[name], blocksize)
-        layers.append({"name": name, **e, "bits_per_param": q.bits_per_param()})
-        nbytes, numel = nbytes + q.nbytes(), numel + q.numel()
-        sq_err += e["mse"] * e["numel"]
-        sq_w += w.float().pow(2).sum().item()
-    summary = {"bytes": nbytes, "fp32_bytes": 4 * numel, "bits_per_param": 8 * nbytes / numel,
-               "mse": sq_err / numel, "rel_err": math.sqrt(sq_err / sq_w), "layers": layers}
-    return deq, summary
-
-
-@torch.no_grad()
-def swapped(mods: dict, weights: dict):
-    """Copy `weights` into the modules; returns the originals so the caller can put them back."""
-    saved = {n: m.weight.detach().clone() for n, m in mods.items()}
-    for n, m in mods.items():
-        m.weight.copy_(weights[n].to(m.weight.dtype))
-    return saved
-
-
 def pretrain_windows(tok, n: int) -> torch.Tensor:
     """(n, 128) token windows from the held-out last 5% of the pretraining corpus (as labs.pretrain)."""
     from labs import corpus, pretrain
@@ -114,44 +75,6 @@ def model_quality(model, tok, windows: torch.Tensor, task) -> dict:
         ev = evaluate(model, tok, task, choices=True)
         out.update(task_loss=ev["eval_loss"], task_choice_accuracy=ev["choice_accuracy"])
     return out
-
-
-def roundtrip(w: torch.Tensor, fmt: str, blocksize: int, double_quant: bool) -> dict:
-    """Re-quantize the dequantized weight: without double quant the codes are a fixed point (FP4 may swap
-    −0 for +0, the same value); with it the 8-bit scales are re-derived, so values move by that rounding."""
-    q1 = quantize_4bit(w, fmt, blocksize, double_quant)
-    d1 = dequantize_4bit(q1)
-    q2 = quantize_4bit(d1, fmt, blocksize, double_quant)
-    d2 = dequantize_4bit(q2)
-    c1, c2 = (torch.stack([q.packed >> 4, q.packed & 0xF], 1).reshape(-1)[:w.numel()] for q in (q1, q2))
-    return {"codes_equal": bool(torch.equal(c1, c2)), "codes_differing": int((c1 != c2).sum()),
-            "dequantized_equal": bool(torch.equal(d1, d2)), "max_abs_change": (d1 - d2).abs().max().item()}
-
-
-def bnb_parity(mods: dict, blocksize: int, double_quant: bool) -> dict:
-    """Our packed codes, scales and dequantized weights vs bitsandbytes' on the same tensors (NF4, FP4)."""
-    try:
-        from labs.hf import import_bitsandbytes
-
-        F = import_bitsandbytes().functional
-    except Exception as err:  # ImportError, or a CUDA build that fails to load
-        return {"available": False, "reason": f"bitsandbytes unavailable: {type(err).__name__}: {err}"}
-    rows = []
-    for fmt in ("nf4", "fp4"):
-        for name, m in mods.items():
-            w = m.weight.detach()
-            ours = quantize_4bit(w, fmt, blocksize, double_quant)
-            packed, state = F.quantize_4bit(w, blocksize=blocksize, quant_type=fmt, compress_statistics=double_quant)
-            theirs = F.dequantize_4bit(packed, state)
-            absmax_ok = (torch.equal(ours.qabsmax, state.absmax) and torch.equal(ours.absmax_scale, state.state2.absmax)
-                         if double_quant else torch.equal(ours.absmax, state.absmax))
-            rows.append({"format": fmt, "name": name, "numel": w.numel(),
-                         "packed_equal": bool(torch.equal(ours.packed, packed.reshape(-1))),
-                         "bytes_differing": int((ours.packed != packed.reshape(-1)).sum()),
-                         "absmax_equal": bool(absmax_ok),
-                         "dequantized_equal": bool(torch.equal(dequantize_4bit(ours), theirs))})
-    return {"available": True, "version": import_bitsandbytes().__version__, "rows": rows,
-            "all_equal": all(r["packed_equal"] and r["absmax_equal"] and r["dequantized_equal"] for r in rows)}
 
 
 def big_model_savings(bits_plain: float, bits_dq: float, blocksize: int) -> list[dict]:
@@ -188,9 +111,7 @@ def sweep(mods: dict, double_quant: bool) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------
 def run(p: dict, ctx: Context) -> dict:
     if p["model"] == "minilm":   # same formats and checks on real pretrained weights; quality = embeddings
-        from labs.minilm import run_nf4
-
-        return run_nf4(p, ctx)
+        return run_minilm(p, ctx)
     from labs.base import load_base
     from labs.device import pick_device
     from labs.tasks import get_task
@@ -212,9 +133,8 @@ def run(p: dict, ctx: Context) -> dict:
     formats = {}
     for fmt in FORMATS:
         deq, summary = quantize_layers(mods, fmt, bs, dq)
-        saved = swapped(mods, deq)
-        summary.update(model_quality(model, tok, windows, task))
-        swapped(mods, saved)
+        with swapped(mods, deq):
+            summary.update(model_quality(model, tok, windows, task))
         formats[fmt] = summary
         tick(fmt)
     # double quantization on/off, NF4: bits from the buffers and the error change it costs
@@ -222,7 +142,7 @@ def run(p: dict, ctx: Context) -> dict:
     plain, with_dq = (other, formats["nf4"]) if dq else (formats["nf4"], other)
     double = {"bits_plain": plain["bits_per_param"], "bits_dq": with_dq["bits_per_param"],
               "mse_plain": plain["mse"], "mse_dq": with_dq["mse"],
-              "bits_formula_plain": 4 + 32 / bs, "bits_formula_dq": 4 + 8 / bs + 32 / (bs * 256),
+              "bits_formula_plain": bits_formula(bs, False), "bits_formula_dq": bits_formula(bs, True),
               "big_models": big_model_savings(plain["bits_per_param"], with_dq["bits_per_param"], bs)}
     tick("double_quant")
     first = dict(list(mods.items())[:len(GROUPS[p["layers"]])])            # decoder layer 0 of the group
@@ -240,6 +160,53 @@ def run(p: dict, ctx: Context) -> dict:
             "model_fp32_bytes": model_bytes, "baseline": baseline, "formats": formats, "double": double,
             "sweep": sweep_rows, "sweep_layers": list(first), "roundtrip": trip, "bnb": bnb,
             "task": p["task"], "eval_windows": int(windows.shape[0])}
+
+
+def run_minilm(p: dict, ctx: Context) -> dict:
+    """The same lab on all-MiniLM-L6-v2 (labs.minilm): weights → kurtosis/histograms; NF4/FP4/INT4 per-layer
+    error; embeddings and retrieval with each format swapped in; double-quant bits; bitsandbytes parity."""
+    from labs import minilm
+    from labs.device import pick_device
+
+    device = pick_device(ctx.device)
+    stages = 3 + len(FORMATS) + (1 if p.get("bnb_check") else 0)
+    t0 = time.perf_counter()
+    tick = ctx.stage_ticker(stages)
+
+    ctx.emit({"type": "start", "device": str(device), "steps": stages, "model": "minilm"})
+    model, tok = minilm.load_minilm(device=device)
+    mods = minilm.linear_modules(model, p["layers"])
+    pairs = minilm.load_pairs()
+    tick("load")
+    stats = [{"name": n, "short": minilm.short_name(n), **weight_stats(m.weight)} for n, m in mods.items()]
+    reference = minilm.pair_embeddings(model, tok, pairs)
+    baseline = minilm.evaluate_pairs(reference)
+    tick("baseline")
+    bs, dq = p["blocksize"], p["double_quant"]
+    formats = {}
+    for fmt in FORMATS:
+        deq, summary = quantize_layers(mods, fmt, bs, dq)
+        for layer in summary["layers"]:
+            layer["short"] = minilm.short_name(layer["name"])
+        with swapped(mods, deq):
+            summary.update(minilm.evaluate_pairs(minilm.pair_embeddings(model, tok, pairs), reference))
+        formats[fmt] = summary
+        tick(fmt)
+    double = double_quant_bits(mods, bs)
+    tick("double_quant")
+    if p.get("bnb_check"):
+        first = dict(list(mods.items())[:len(minilm.GROUPS[p["layers"]])])     # encoder layer 0 of the group
+        bnb = bnb_parity(first, bs, dq)
+        tick("bitsandbytes")
+    else:
+        bnb = {"available": False, "reason": "bnb_check is off"}
+    kurt = [s["kurtosis"] for s in stats]
+    return {"model": "minilm", "model_name": "sentence-transformers/all-MiniLM-L6-v2", "device": str(device),
+            "seconds": time.perf_counter() - t0, "blocksize": bs, "double_quant": dq, "layers": p["layers"],
+            "n_layers_quantized": len(mods), "quantized_params": sum(m.weight.numel() for m in mods.values()),
+            "total_params": sum(t.numel() for t in model.parameters()),
+            "weight_stats": stats, "kurtosis_range": [min(kurt), max(kurt)], "baseline": baseline,
+            "formats": formats, "double": double, "bnb": bnb, "n_pairs": len(pairs)}
 
 
 LAB = Lab(

@@ -113,10 +113,10 @@ def _run(p: dict, ctx: Context, device) -> dict:
     adapters = make_stream(n, K, p["traffic"], seed=p["seed"])
     ref = reference(srv, tokens, adapters, p["prompt_len"])
     srv.route.mode = "base"
-    from labs.serving import _generate
+    from labs.serving import generate
 
     with torch.no_grad():
-        base_logits = _generate(srv, tokens, p["prompt_len"])
+        base_logits = generate(srv, tokens, p["prompt_len"])
     emit("reference")
     strategies = {}
     for strat in STRATEGIES:

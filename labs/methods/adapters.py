@@ -110,9 +110,11 @@ def apply_houlsby(model: nn.Module, bottleneck: int = 16, activation: str = "gel
 # ----------------------------------------------------------------------------------------------------
 # LLaMA-Adapter
 # ----------------------------------------------------------------------------------------------------
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding of x (B, H, T, hd) with the model's cos, sin (B, T, hd): x·cos + rot(x)·sin,
+    rot(x) = (−x₂, x₁) for the two halves of each head (transformers' rotate_half)."""
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+    return x * cos.unsqueeze(1) + torch.cat((-x2, x1), dim=-1) * sin.unsqueeze(1)
 
 
 class AdaptedAttention(nn.Module):
@@ -142,7 +144,7 @@ class AdaptedAttention(nn.Module):
         v = v.repeat_interleave(groups, dim=1)                                           # (1, H, n, hd)
         q = a.q_proj(hidden_states).view(b, t, self.num_heads, hd).transpose(1, 2)      # (B, H, T, hd)
         cos, sin = position_embeddings
-        q = q * cos.unsqueeze(1) + _rotate_half(q) * sin.unsqueeze(1)                   # RoPE on queries only
+        q = rope(q, cos, sin)                                                            # RoPE on queries only
         scores = q @ k.transpose(2, 3) / math.sqrt(hd)                                   # (B, H, T, n)
         probs = self.adaption_gate * F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
         ctx = (probs @ v).transpose(1, 2).reshape(b, t, -1)                              # (B, T, H·hd)
@@ -162,3 +164,30 @@ def apply_llama_adapter(model: nn.Module, adapter_len: int = 10, adapter_layers:
         layer.self_attn = AdaptedAttention(layer.self_attn, adapter_len, cfg.hidden_size, cfg.num_attention_heads)
     model.peft_lab_config = {"method": "llama-adapter", "adapter_len": adapter_len, "adapter_layers": adapter_layers}
     return model
+
+
+@torch.no_grad()
+def gated_attention(model: nn.Module, tok, text: str, K: int, gate: float, seed: int) -> dict:
+    """One query (the last token of `text`) in the top layer of a Llama-style `model`, with K random N(0, 1)
+    adaption prompts gated by `gate`, as LLaMA-Adapter adds them: attention on the tokens (softmax, sums to 1),
+    on the prompts (g · their own softmax, sums to g), and ‖prompt output‖ / ‖token output‖."""
+    ids = tok(text, return_tensors="pt")["input_ids"]                                   # (1, T)
+    attn = model.model.layers[-1].self_attn
+    h = model(input_ids=ids, output_hidden_states=True).hidden_states[-2]               # input of the top layer
+    x = model.model.layers[-1].input_layernorm(h)                                      # (1, T, d)
+    T, hd, H = ids.shape[1], attn.head_dim, model.config.num_attention_heads
+    cos, sin = model.model.rotary_emb(x, torch.arange(T).unsqueeze(0))
+    q = rope(attn.q_proj(x).view(1, T, H, hd).transpose(1, 2), cos, sin)[:, :, -1:]    # (1, H, 1, hd)
+    k = rope(attn.k_proj(x).view(1, T, -1, hd).transpose(1, 2), cos, sin)              # (1, kvh, T, hd)
+    v = attn.v_proj(x).view(1, T, -1, hd).transpose(1, 2)
+    P = torch.randn(1, K, model.config.hidden_size, generator=torch.Generator().manual_seed(seed))
+    kp = attn.k_proj(P).view(1, K, -1, hd).transpose(1, 2)                              # no RoPE on prompts
+    vp = attn.v_proj(P).view(1, K, -1, hd).transpose(1, 2)
+    rep = H // k.shape[1]
+    k, v, kp, vp = (z.repeat_interleave(rep, dim=1) for z in (k, v, kp, vp))
+    px = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(hd), -1)                       # (1, H, 1, T)
+    pp = gate * torch.softmax(q @ kp.transpose(2, 3) / math.sqrt(hd), -1)               # (1, H, 1, K)
+    out_x = attn.o_proj((px @ v).transpose(1, 2).reshape(1, 1, -1))
+    out_p = attn.o_proj((pp @ vp).transpose(1, 2).reshape(1, 1, -1))
+    return {"tokens": [tok.decode([i]) for i in ids[0].tolist()], "token_attention": px.mean(1)[0, 0].tolist(),
+            "prompt_attention": pp.mean(1)[0, 0].tolist(), "prompt_over_token": float(out_p.norm() / out_x.norm())}

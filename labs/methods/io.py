@@ -52,7 +52,7 @@ def _check_keys(where: Path, expected: dict, found: dict) -> None:
                                f"({len(bad)} mismatched); was it saved with another r or base model?")
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     if not path.is_file():
         raise AdapterFileError(f"{path}: file not found")
     try:
@@ -64,7 +64,7 @@ def _read_json(path: Path) -> dict:
     return cfg
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise AdapterFileError(f"{path}: file not found")
     try:
@@ -131,7 +131,7 @@ def load_lora_peft(base_model: nn.Module, path) -> nn.Module:
     from labs.methods import lora
 
     path = Path(path)
-    cfg = _read_json(path / ADAPTER_CONFIG)
+    cfg = read_json(path / ADAPTER_CONFIG)
     if cfg.get("peft_type") != "LORA":
         raise AdapterFileError(f"{path / ADAPTER_CONFIG}: peft_type={cfg.get('peft_type')!r}; allowed 'LORA' "
                                f"(other methods load with labs.methods.io.load)")
@@ -146,7 +146,7 @@ def load_lora_peft(base_model: nn.Module, path) -> nn.Module:
                        target_modules=cfg["target_modules"], lora_dropout=float(cfg.get("lora_dropout") or 0.0),
                        use_rslora=bool(cfg.get("use_rslora", False)), use_dora=bool(cfg.get("use_dora", False)),
                        init="pissa" if cfg.get("init_lora_weights") == "pissa" else "standard")
-    tensors = _read_tensors(path / ADAPTER_WEIGHTS)
+    tensors = read_tensors(path / ADAPTER_WEIGHTS)
     expected = lora_peft_state_dict(model)
     _check_keys(path / ADAPTER_WEIGHTS, expected, tensors)
     _copy_into(expected, tensors)
@@ -190,7 +190,7 @@ def load_peft_format(base_model: nn.Module, path) -> nn.Module:
     from labs.methods import apply_method
 
     path = Path(path)
-    cfg = _read_json(path / ADAPTER_CONFIG)
+    cfg = read_json(path / ADAPTER_CONFIG)
     by_type = {_format_module(m).PEFT_TYPE: m for m in PEFT_FORMAT_MODULES}
     method = by_type.get(cfg.get("peft_type"))
     if method is None:
@@ -202,7 +202,7 @@ def load_peft_format(base_model: nn.Module, path) -> nn.Module:
     except (KeyError, ValueError) as err:
         raise AdapterFileError(f"{path / ADAPTER_CONFIG}: {err}") from err
     model = apply_method(base_model, method, **kwargs)
-    tensors = _read_tensors(path / ADAPTER_WEIGHTS)
+    tensors = read_tensors(path / ADAPTER_WEIGHTS)
     expected = _peft_tensors(model, mod)
     shared = set(expected) - {PEFT_PREFIX + k for k in mod.peft_state_dict(model)}
     # VeRA saved with save_projection=False: the seed already regenerated A and B, nothing to load for them
@@ -214,7 +214,7 @@ def load_peft_format(base_model: nn.Module, path) -> nn.Module:
 
 def load_any_peft(base_model: nn.Module, path) -> nn.Module:
     """A directory holding only PEFT's adapter_config.json: LoRA, IA³ or VeRA by its peft_type."""
-    if _read_json(Path(path) / ADAPTER_CONFIG).get("peft_type") == "LORA":
+    if read_json(Path(path) / ADAPTER_CONFIG).get("peft_type") == "LORA":
         return load_lora_peft(base_model, path)
     return load_peft_format(base_model, path)
 
@@ -252,7 +252,7 @@ def load(base_model: nn.Module, path, tokenizer=None) -> nn.Module:
     path = Path(path)
     if not (path / LAB_CONFIG).is_file() and (path / ADAPTER_CONFIG).is_file():
         return load_any_peft(base_model, path)             # an adapter saved by peft itself
-    cfg = dict(_read_json(path / LAB_CONFIG))
+    cfg = dict(read_json(path / LAB_CONFIG))
     method = cfg.pop("method", None)
     if method in LORA_METHODS and cfg.get("init") != "loftq":
         return load_lora_peft(base_model, path)
@@ -260,7 +260,7 @@ def load(base_model: nn.Module, path, tokenizer=None) -> nn.Module:
         return load_peft_format(base_model, path)
     cfg.pop("targets", None)
     model = apply_method(base_model, method, **cfg, _loading=True)
-    tensors = _read_tensors(path / ADAPTER_WEIGHTS)
+    tensors = read_tensors(path / ADAPTER_WEIGHTS)
     expected = trainable_state_dict(model)
     _check_keys(path / ADAPTER_WEIGHTS, expected, tensors)
     _copy_into(expected, tensors)

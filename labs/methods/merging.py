@@ -146,16 +146,16 @@ def factors_from_dir(path) -> Adapter:
     """The factors of a PEFT-format LoRA directory (ours or peft's), without building a model."""
     from pathlib import Path
 
-    from labs.methods.io import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, _read_json, _read_tensors
+    from labs.methods.io import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, read_json, read_tensors
 
     path = Path(path)
-    cfg = _read_json(path / ADAPTER_CONFIG)
+    cfg = read_json(path / ADAPTER_CONFIG)
     if cfg.get("peft_type") != "LORA" or cfg.get("use_dora"):
         raise ValueError(f"{path / ADAPTER_CONFIG}: peft_type={cfg.get('peft_type')!r}, use_dora="
                          f"{cfg.get('use_dora')!r}; allowed a plain LoRA adapter")
     r, alpha = int(cfg["r"]), float(cfg["lora_alpha"])
     scaling = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
-    tensors = _read_tensors(path / ADAPTER_WEIGHTS)
+    tensors = read_tensors(path / ADAPTER_WEIGHTS)
     out = {}
     for key, A in tensors.items():
         if key.endswith(".lora_A.weight"):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from labs.experiments import Context, get_lab, run_lab
+from labs import quant_probe as probe
 from labs.experiments import nf4 as N
 from labs.params import ParamError
 from labs.train import Cancelled
@@ -82,8 +83,8 @@ def test_result_is_json_and_progress_is_monotone(tiny_run):
 def test_plain_scales_reconstruct_every_block_maximum_exactly(base_mods):
     _, mods = base_mods
     one = dict(list(mods.items())[:2])
-    _, plain = N.quantize_layers(one, "nf4", 64, False)
-    _, dq = N.quantize_layers(one, "nf4", 64, True)
+    _, plain = probe.quantize_layers(one, "nf4", 64, False)
+    _, dq = probe.quantize_layers(one, "nf4", 64, True)
     assert all(l["max_exact"] == 1.0 for l in plain["layers"])
     assert all(l["max_exact"] < 0.5 for l in dq["layers"])    # the 8-bit scale is rounded
 
@@ -92,10 +93,13 @@ def test_swap_restores_the_exact_weights(base_mods):
     _, mods = base_mods
     one = dict(list(mods.items())[:1])
     before = {n: m.weight.detach().clone() for n, m in one.items()}
-    deq, _ = N.quantize_layers(one, "int4", 64, True)
-    saved = N.swapped(one, deq)
-    assert not torch.equal(next(iter(one.values())).weight, next(iter(before.values())))
-    N.swapped(one, saved)
+    deq, _ = probe.quantize_layers(one, "int4", 64, True)
+    with probe.swapped(one, deq):
+        assert torch.equal(next(iter(one.values())).weight, next(iter(deq.values())))
+        assert not torch.equal(next(iter(one.values())).weight, next(iter(before.values())))
+    assert all(torch.equal(m.weight, before[n]) for n, m in one.items())
+    with pytest.raises(RuntimeError), probe.swapped(one, deq):
+        raise RuntimeError("a failed evaluation")                 # the originals come back on error too
     assert all(torch.equal(m.weight, before[n]) for n, m in one.items())
 
 

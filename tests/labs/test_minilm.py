@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from labs import minilm as M
+from labs.quant_probe import weight_stats
 from labs.experiments import Context, get_lab, run_lab
 from labs.experiments import minilm_cls as C
 from labs.params import ParamError
@@ -90,7 +91,7 @@ def test_our_lora_matches_peft_on_minilm(minilm):
 @pytest.mark.parametrize("double_quant", [False, True])
 def test_our_nf4_and_fp4_are_bit_exact_with_bitsandbytes_on_minilm(minilm, double_quant):
     pytest.importorskip("bitsandbytes")
-    from labs.experiments.nf4 import bnb_parity
+    from labs.quant_probe import bnb_parity
 
     mods = M.linear_modules(minilm[0], "all")
     pick = {n: m for n, m in mods.items() if n.startswith("encoder.layer.0.")}   # incl. the 175σ outlier (ffn_out)
@@ -101,12 +102,12 @@ def test_our_nf4_and_fp4_are_bit_exact_with_bitsandbytes_on_minilm(minilm, doubl
 
 def test_weight_stats_kurtosis_is_zero_for_a_gaussian_and_large_for_minilm(minilm):
     g = torch.Generator().manual_seed(0)
-    gauss = M.weight_stats(torch.randn(512, 512, generator=g))
+    gauss = weight_stats(torch.randn(512, 512, generator=g))
     assert abs(gauss["kurtosis"]) < 0.05 and abs(gauss["tail_3sigma"] - gauss["gauss_tail_3sigma"]) < 5e-4
     width = gauss["centers"][1] - gauss["centers"][0]
     assert sum(gauss["density"]) * width == pytest.approx(1.0, abs=1e-6)
     mods = M.linear_modules(minilm[0], "mlp")
-    kurt = [M.weight_stats(m.weight)["kurtosis"] for m in mods.values()]
+    kurt = [weight_stats(m.weight)["kurtosis"] for m in mods.values()]
     assert len(mods) == 12 and max(kurt) > 100 > min(kurt)      # real weights: some layers hugely heavy-tailed
 
 

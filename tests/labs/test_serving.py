@@ -20,9 +20,9 @@ def test_three_strategies_match_the_per_request_reference(mixed):
     adapters = [0, 3, 3, 1, 4, 2, 0]
     ref = reference(srv, tokens, adapters, prompt_len=4)
     srv.route.mode = "base"
-    from labs.serving import _generate
+    from labs.serving import generate
 
-    base = _generate(srv, tokens, 4)
+    base = generate(srv, tokens, 4)
     assert (ref - base).abs().max() > 1e-2                        # the adapters really change the logits
     for strategy in ("merge_swap", "per_group", "batched"):
         out = serve(srv, strategy, tokens, adapters, prompt_len=4, batch_size=4)

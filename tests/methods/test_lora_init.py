@@ -49,7 +49,7 @@ def test_pissa_matches_peft_init_and_peft_loads_our_trained_adapter(tmp_path):
     # "trained": A, B moved away from the init; peft rebuilds the residual from the ORIGINAL base, then loads A, B
     randomize_([p for n, p in ours.named_parameters() if p.requires_grad])
     io.save(ours, tmp_path / "pissa")
-    assert io._read_json(tmp_path / "pissa" / io.ADAPTER_CONFIG)["init_lora_weights"] == "pissa"
+    assert io.read_json(tmp_path / "pissa" / io.ADAPTER_CONFIG)["init_lora_weights"] == "pissa"
     loaded = PeftModel.from_pretrained(copy.deepcopy(original), tmp_path / "pissa").eval()
     reloaded = io.load(copy.deepcopy(original), tmp_path / "pissa").eval()
     want = _logits(ours.eval(), ids, mask)
