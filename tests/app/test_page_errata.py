@@ -67,3 +67,15 @@ def test_a_bad_link_value_is_named_and_ignored():
     assert calc.selectbox(key="calc_model").value == "llama-2-13b"
     assert calc.number_input(key="calc_rank").value == 16
     assert any("rank = '99999'" in w.value and "1..4096" in w.value for w in calc.warning)
+
+
+def test_a_lab_link_opens_the_compare_panel_with_the_saved_runs_settings(data_dir):
+    e = next(e for c in errata.claims() for e in c["evidence"] if e["kind"] == "lab")
+    params = errata.lab_params(e)
+    assert params["steps"] == errata.saved_run(e["run"])["config"]["steps"]
+    at = app_page("decision_guide", "en")
+    at.query_params.update({"lab": "compare", **{k: str(v) for k, v in params.items()}})
+    at.run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="compare.steps").value == params["steps"]
+    assert at.number_input(key="compare.latency_repeats").value == params["latency_repeats"]
