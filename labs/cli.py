@@ -177,12 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     from labs.drills import cli as drill_cli
 
     drill_cli.register(sub)
-    try:  # `compare` (the measured trade-off table) lands with its own issue
-        from labs import compare
-    except ImportError:
-        compare = None
-    if compare is not None:
-        compare.register(sub)
+    from labs import compare_cli
+
+    compare_cli.register(sub)
     return parser
 
 

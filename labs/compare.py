@@ -17,12 +17,10 @@ The 7B/13B/70B columns come from the calculator (`labs.budget.estimate`) with th
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import copy
 import json
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -220,25 +218,20 @@ def run_compare(cfg: CompareConfig, emit=lambda e: None, should_stop=lambda: Fal
     """Train every method in `cfg.methods`, then time decoding; returns the JSON-able comparison."""
     from labs.base import load_base
     from labs.device import describe, pick_device
-    from labs.experiments.inference_cost import compare_decode
+    from labs.inference_cost import compare_decode
     from labs.tasks import encode, get_task
+    from labs.toolkit import SeriesEmitter
 
     t0, c0 = time.perf_counter(), time.process_time()
     device = pick_device(cfg.device)
     task = get_task(cfg.task)
     base, tok = load_base()
-    n = len(cfg.methods)
+    emitter = SeriesEmitter(emit, len(cfg.methods), share=0.9)     # training ≈ 90% of the run, latency the rest
     rows, models = {}, {}
     for i, method in enumerate(cfg.methods):
-        def tagged(event: dict, i=i, method=method) -> None:
-            done = {"start": 0.0, "end": 1.0}.get(event["type"], event.get("step", 0) / cfg.steps)
-            frac = 0.9 * (i + done) / n                          # training ≈ 90% of the run, latency the rest
-            event = {**event, "series": SPECS[method].label["en"], "progress": frac}
-            if event["type"] == "step":                          # whole-run ETA, not this method's
-                event["eta"] = (time.perf_counter() - t0) / max(frac, 1e-9) * (1 - frac)
-            emit(event)
+        tagged = emitter.part(i, SPECS[method].label["en"])
         rows[method], models[method], _ = train_one(method, base, tok, task, cfg, tagged, should_stop)
-    emit({"type": "phase", "phase": "latency", "progress": 0.9})
+    emitter.phase("latency")
     base.to(device).eval()
     ids = encode(tok, task.eval[:1], device)["input_ids"]                      # (1, T): one request
     plan = {"base": (base, lambda: {"input_ids": ids})}
@@ -290,17 +283,8 @@ def scale_table(cfg: CompareConfig | None = None, models=SCALE_MODELS) -> dict:
     return out
 
 
-# ------------------------------------------------------------------------------------------------ CLI
+# ------------------------------------------------------------------------------------------------ results on disk
 QUICK = {"steps": 150, "latency_repeats": 3}
-
-
-def config_from_args(args) -> CompareConfig:
-    kw = {"task": args.task, **(QUICK if args.quick else {})}
-    if args.steps is not None:
-        kw["steps"] = args.steps
-    if args.device:
-        kw["device"] = args.device
-    return CompareConfig(**kw)
 
 
 def save(result: dict, path: Path | None = None) -> Path:
@@ -313,50 +297,3 @@ def save(result: dict, path: Path | None = None) -> Path:
 def load_saved(task: str = "facts") -> dict | None:
     path = DATA / f"{task}.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def render(r: dict) -> str:
-    lines = [f"compare · task {r['task']} · {r['device_name']} · {r['config']['steps']} steps · "
-             f"{r['seconds']:.0f} s wall, {r['cpu_seconds']:.0f} s CPU",
-             f"{'method':16s} {'lr':>7s} {'trainable':>10s} {'%':>8s} {'mem KiB':>9s} {'saving':>7s} "
-             f"{'s/step':>7s} {'cpu/stp':>7s} {'ms/tok':>7s} {'overhd':>7s} {'acc':>6s} {'vs full':>7s} {'lines':>6s}"]
-    for row in r["rows"]:
-        lines.append(f"{row['label']:16s} {row['lr']:7.0e} {row['trainable_params']:10,d} "
-                     f"{row['trainable_percent']:8.3f} {row['memory']['total'] / 1024:9.0f} "
-                     f"{100 * row['memory_saving_vs_full']:6.1f}% {row['seconds_per_step']:7.3f} "
-                     f"{row['cpu_seconds_per_step']:7.3f} {row['latency']['ms_per_token']:7.2f} "
-                     f"{100 * row['latency']['overhead_vs_base']:6.1f}% {row['accuracy']:6.3f} "
-                     f"{100 * (row['accuracy_vs_full'] or 0):6.1f}% "
-                     f"{row['code_lines']['method'] + row['code_lines']['kernels']:6d}")
-    return "\n".join(lines)
-
-
-def cmd(args) -> int:
-    from labs.device import configure_threads
-    from labs.tasks import TASKS
-
-    if args.task not in TASKS:
-        print(f"error: --task = {args.task!r} is unknown: allowed {', '.join(TASKS)}", file=sys.stderr)
-        return 2
-    if args.steps is not None and not 4 <= args.steps <= 5000:
-        print(f"error: --steps = {args.steps} is out of range: allowed 4..5000", file=sys.stderr)
-        return 2
-    configure_threads()
-    result = run_compare(config_from_args(args))
-    if args.save:
-        result["saved_to"] = str(save(result).relative_to(ROOT))
-    print(json.dumps(result) if args.json else render(result))
-    return 0
-
-
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add `compare` to `python -m labs` (called by labs/cli.py)."""
-    p = subparsers.add_parser("compare", help="every method on one task and budget: the measured trade-off table")
-    p.add_argument("--task", default="facts", help="fine-tuning task (default facts; see `python -m labs list`)")
-    p.add_argument("--quick", action="store_true", help=f"the CPU default: {QUICK} (about 10 minutes on 2 cores)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps, the same for every method (4..5000)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="force a device")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--save", action="store_true", help="write the result to labs/data/compare/<task>.json")
-    p.set_defaults(func=cmd)
-    return p

@@ -1,11 +1,16 @@
-"""What several labs measure the same way, in one place: memory by category and the step-time statistic.
+"""What several labs do the same way, in one place (no lab imports another lab).
 
+    SeriesEmitter(emit, n).part(i, name)   events of variant i of n: "series", whole-lab "progress" and ETA
+    merge_check(model, tok, task)          max |logit change| when a LoRA/DoRA adapter is merged (then unmerged)
     memory_breakdown(model, train_memory)  bytes of the model's real tensors by category + labs.train's step bytes
     step_seconds(marks, skip)              median gap between consecutive per-step time marks
+    median_step_seconds(events, skip)      the same from labs.train's step events
 """
 from __future__ import annotations
 
 import statistics
+import time
+from typing import Callable
 
 import torch
 
@@ -40,3 +45,63 @@ def step_seconds(marks: list[float], skip=()) -> float:
     the gaps whose index is in `skip` (steps whose interval also holds an eval); nan when no gap is left."""
     gaps = [b - a for i, (a, b) in enumerate(zip(marks, marks[1:])) if i not in skip]
     return statistics.median(gaps) if gaps else float("nan")
+
+
+def median_step_seconds(events: list[dict], skip=()) -> float:
+    """Median wall time of one optimizer step from labs.train's step events (their "elapsed"), leaving out the
+    steps in `skip` (an eval sits in their interval)."""
+    return step_seconds([0.0] + [e["elapsed"] for e in events], skip)
+
+
+@torch.no_grad()
+def merge_check(model, tok, task, limit: int = 32) -> float:
+    """max |logits(merged) − logits(unmerged)| of a LoRA/DoRA model on `limit` eval prompts: merging changes
+    nothing but rounding. The model is unmerged again afterwards."""
+    from labs.methods import lora
+    from labs.tasks import encode
+
+    batch = encode(tok, task.eval[:limit], next(model.parameters()).device)
+    args = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    model.eval()
+    before = model(**args).logits
+    lora.merge(model)
+    after = model(**args).logits
+    lora.unmerge(model)
+    return float((before - after).abs().max())
+
+
+class SeriesEmitter:
+    """Tags the events of variant `i` of `n` with "series" and a whole-lab "progress" (0..1) and ETA.
+
+    A lab that trains several variants in a row calls `emitter.part(i, name)` for each one and passes the
+    returned function as `on_event` to `labs.train.train`; `share` is the fraction of the lab's time that
+    training takes (the rest is measurement)."""
+
+    def __init__(self, emit: Callable[[dict], None], n: int, share: float = 0.9):
+        self.emit, self.n, self.share, self.t0 = emit, max(n, 1), share, time.perf_counter()
+
+    def fraction(self, i: int, within: float) -> float:
+        return self.share * (i + min(max(within, 0.0), 1.0)) / self.n
+
+    def part(self, i: int, series: str) -> Callable[[dict], None]:
+        state = {"steps": 1}
+
+        def on_event(event: dict) -> None:
+            event = {**event, "series": series}
+            if event.get("type") == "start":
+                state["steps"] = max(int(event.get("steps", 1)), 1)
+                event["progress"] = self.fraction(i, 0.0)
+            if event.get("type") == "end":
+                event["progress"] = self.fraction(i, 1.0)
+            if event.get("type") == "step":
+                frac = self.fraction(i, event["step"] / state["steps"])
+                elapsed = time.perf_counter() - self.t0
+                event["progress"] = frac
+                event["eta"] = elapsed / max(frac, 1e-9) * (1 - frac)
+            self.emit(event)
+
+        return on_event
+
+    def phase(self, name: str, **fields) -> None:
+        """A non-training phase (e.g. latency measurement) as its own event type."""
+        self.emit({"type": "phase", "phase": name, "progress": self.share, **fields})

@@ -16,8 +16,8 @@ from app import labview  # noqa: E402
 from app.i18n import page_title, pick, t  # noqa: E402
 from app.ui import concept_section, topic_cards  # noqa: E402
 from labs.experiments import get_lab  # noqa: E402
-from labs.experiments.adalora import MODULE_ORDER, check, schedule  # noqa: E402
-from labs.experiments.dora import TARGETS, layer_index, module_type  # noqa: E402
+from labs.experiments.adalora import MODULE_ORDER, TARGETS, check, schedule  # noqa: E402
+from labs.methods.inject import layer_index, module_type, preset  # noqa: E402
 from labs.params import ParamError  # noqa: E402
 
 PAGE, LAB_ID = "adalora", "adalora"
@@ -35,7 +35,7 @@ def target_counts() -> dict[str, int]:
         model, _ = load_base()
     except (FileNotFoundError, OSError):
         model = tiny_llama()
-    return {k: len(inject.match_targets(model, v)) for k, v in TARGETS.items()}
+    return {k: len(inject.match_targets(model, preset(k))) for k in TARGETS}
 
 
 def schedule_controls() -> dict | None:

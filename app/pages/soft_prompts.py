@@ -21,7 +21,7 @@ from app.i18n import lang, page_title, t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
 from app.ui import concept_section, related_cards  # noqa: E402
 from labs.experiments.soft_prompts import SERIES, formula, geometry  # noqa: E402
-from labs.experiments.inference_cost import model_configs  # noqa: E402
+from labs.inference_cost import model_configs  # noqa: E402
 
 PAGE, LAB = "soft-prompts", "soft-prompts"
 METHODS = ("prompt", "prefix", "ptuning-v2")

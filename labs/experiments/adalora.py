@@ -24,14 +24,17 @@ from types import SimpleNamespace
 
 from labs.base import load_base
 from labs.experiments import Context, Lab
-from labs.experiments.dora import TARGETS, layer_index, median_step_seconds, module_type
 from labs.methods import adalora as ada
 from labs.methods import inject
 from labs.methods import lora as lora_method
+from labs.methods.inject import layer_index, module_type, preset
 from labs.methods.io import save as save_adapter
 from labs.params import Param, ParamError
+from labs.toolkit import median_step_seconds
 from labs.tasks import TASKS, get_task
 from labs.train import Hooks, TrainConfig, train
+
+TARGETS = ("all-linear", "q,k,v,o", "q,v", "mlp")        # labs.methods.inject.TARGET_PRESETS keys
 
 PARAMS = [
     Param("task", "choice", "topic", choices=tuple(TASKS), help="which fine-tuning task"),
@@ -82,7 +85,7 @@ def schedule(steps: int, init_r: int, target_r: int, n_matrices: int, tinit: int
 
 
 def count_targets(model, target_modules: str) -> int:
-    return len(inject.match_targets(model, TARGETS[target_modules]))
+    return len(inject.match_targets(model, preset(target_modules)))
 
 
 def allocation(ranks: dict[str, int]) -> dict:
@@ -109,7 +112,7 @@ def run_adalora(p: dict, ctx: Context, count: int) -> dict:
     ada.apply(model, total_step=p["steps"], init_r=p["init_r"], target_r=p["target_r"], tinit=p["tinit"],
               tfinal=p["tfinal"], deltaT=p["deltaT"], beta1=p["beta1"], beta2=p["beta2"],
               orth_reg_weight=p["orth_reg_weight"], lora_alpha=p["lora_alpha"],
-              target_modules=TARGETS[p["target_modules"]])
+              target_modules=preset(p["target_modules"]))
     layers = ada.svd_layers(model)
     orth: dict[str, float] = {}
 
@@ -154,7 +157,7 @@ def run_adalora(p: dict, ctx: Context, count: int) -> dict:
 
 def run_lora(p: dict, ctx: Context, count: int) -> dict:
     model, tok = load_base()
-    lora_method.apply(model, r=p["target_r"], lora_alpha=p["lora_alpha"], target_modules=TARGETS[p["target_modules"]])
+    lora_method.apply(model, r=p["target_r"], lora_alpha=p["lora_alpha"], target_modules=preset(p["target_modules"]))
     steps: list[dict] = []
     cfg = TrainConfig(steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], eval_every=p["steps"],
                       eval_limit=p["eval_limit"], seed=p["seed"], device=ctx.device)

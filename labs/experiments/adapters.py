@@ -22,17 +22,19 @@ import torch
 from labs.base import load_base
 from labs.device import pick_device
 from labs.experiments import Context, Lab
-from labs.experiments.inference_cost import SeriesEmitter, compare_decode
+from labs.inference_cost import compare_decode
 from labs.methods import get_method, io
 from labs.methods import lora as lora_method
 from labs.methods.adapters import AdaptedAttention, decoder_layers
+from labs.methods.inject import preset
 from labs.params import Param, ParamError
 from labs.tasks import TASKS, encode, evaluate, get_task
+from labs.toolkit import SeriesEmitter
 from labs.train import Hooks, TrainConfig, train
 
 SERIES = {"houlsby": "Houlsby", "llama-adapter": "LLaMA-Adapter", "lora": "LoRA"}
 
-LORA_TARGETS = ["q_proj", "v_proj"]     # the LoRA paper's choice; merged, any targets cost nothing at inference
+LORA_TARGETS = preset("q,v")           # the LoRA paper's choice; merged, any targets cost nothing at inference
 
 PARAMS = [
     Param("task", "choice", "topic", choices=tuple(TASKS), help="which fine-tuning task"),

@@ -17,7 +17,6 @@ feature of each adapted matrix) and the median seconds per optimizer step next t
 """
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +26,16 @@ from labs.base import load_base
 from labs.experiments import Context, Lab
 from labs.methods import inject, lora as lora_method
 from labs.methods.dora import DoraStrategy, decompose, delta_m_delta_d
+from labs.methods.inject import layer_index, module_type, preset
 from labs.methods.io import save as save_adapter
 from labs.params import Param
-from labs.tasks import TASKS, encode, get_task
+from labs.toolkit import median_step_seconds, merge_check
+from labs.tasks import TASKS, get_task
 from labs.train import Hooks, TrainConfig, train
 
 METHODS = ("full-ft", "lora", "dora")
 # target_modules choice -> PEFT target_modules value (module names of a Llama decoder layer)
-TARGETS = {
-    "all-linear": "all-linear",
-    "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "q_proj,v_proj": ["q_proj", "v_proj"],
-    "mlp": ["gate_proj", "up_proj", "down_proj"],
-}
+TARGETS = ("all-linear", "q,k,v,o", "q,v", "mlp")        # labs.methods.inject.TARGET_PRESETS keys
 
 PARAMS = [
     Param("task", "choice", "topic", choices=tuple(TASKS), help="which fine-tuning task"),
@@ -58,15 +54,6 @@ PARAMS = [
 
 
 # ------------------------------------------------------------------------------------------------ analysis
-def module_type(name: str) -> str:
-    return name.rsplit(".", 1)[-1]
-
-
-def layer_index(name: str) -> int:
-    parts = name.split(".")
-    return int(parts[parts.index("layers") + 1]) if "layers" in parts else -1
-
-
 def current_decomposition(module) -> tuple[torch.Tensor, torch.Tensor]:
     """(m, direction) of the weight the module computes with now: W (full FT), W0 + sBA (LoRA), DoRA's own."""
     if isinstance(module, lora_method.LoraLinear):
@@ -164,29 +151,10 @@ def decomposition_picture(w0: torch.Tensor, r: int, size: float, magnitude_chang
 
 
 # ------------------------------------------------------------------------------------------------ training
-def median_step_seconds(steps: list[dict]) -> float:
-    """Median wall time between consecutive step events: evals and checkpoints land in a few outliers only."""
-    t = [e["elapsed"] for e in steps]
-    gaps = [b - a for a, b in zip([0.0] + t[:-1], t)]
-    return statistics.median(gaps) if gaps else float("nan")
-
-
-@torch.no_grad()
-def merge_check(model, tok, task) -> float:
-    """max |logits(unmerged) − logits(merged)| on a few eval prompts; the model is unmerged again after."""
-    batch = encode(tok, task.eval[:8], next(model.parameters()).device)
-    model.eval()
-    before = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    lora_method.merge(model)
-    after = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    lora_method.unmerge(model)
-    return float((before - after).abs().max())
-
-
 def run_one(method: str, p: dict, ctx: Context, index: int, count: int) -> tuple[dict, object]:
     model, tok = load_base()
     task = get_task(p["task"])
-    targets = TARGETS[p["target_modules"]]
+    targets = preset(p["target_modules"])
     names = inject.match_targets(model, targets)
     if method == "full-ft":
         for param in model.parameters():
@@ -215,7 +183,7 @@ def run_one(method: str, p: dict, ctx: Context, index: int, count: int) -> tuple
            "seconds": res["seconds"], "seconds_per_step": median_step_seconds(steps),
            "loss": [round(e["loss"], 5) for e in steps], "points": tracker.points}
     if method != "full-ft":
-        out["merge_max_abs_diff"] = merge_check(model, tok, task)
+        out["merge_max_abs_diff"] = merge_check(model, tok, task, limit=8)
         out["targets"] = len(names)
         out["out_features"] = sum(model.get_submodule(n).out_features for n in names)
     return out, model

@@ -31,14 +31,13 @@ from labs.base import load_base
 from labs.device import pick_device
 from labs.experiments import Context, Lab
 from labs.methods import io, lora
-from labs.methods.inject import trainable_report
+from labs.methods.inject import preset, trainable_report
 from labs.params import Param
 from labs.tasks import TASKS, encode, evaluate, get_task
 from labs.train import Cancelled, Hooks, TrainConfig, train
 
 PARTS = ("init", "rank", "loraplus", "targets", "merge", "all")
-TARGETS = {"q,v": ["q_proj", "v_proj"], "q,k,v,o": ["q_proj", "k_proj", "v_proj", "o_proj"],
-           "all-linear": "all-linear"}
+TARGETS = ("q,v", "q,k,v,o", "all-linear")              # labs.methods.inject.TARGET_PRESETS keys
 INIT_SCHEMES = ("standard", "a_zero_b_random", "both_zero", "both_random")
 RANK_SETS = ("1/4/16/64", "4/16/64/128", "1/2/4/8/16/32/64/128")
 PROBE_EXAMPLES = 32   # fixed eval examples used for logit differences and latency
@@ -138,7 +137,7 @@ class Runner:
         p = self.p
         model = copy.deepcopy(self.base)
         torch.manual_seed(p["seed"])                       # same A draw for every variant with that shape
-        lora.apply(model, r=v["r"], lora_alpha=p["lora_alpha"], target_modules=TARGETS[v["target"]],
+        lora.apply(model, r=v["r"], lora_alpha=p["lora_alpha"], target_modules=preset(v["target"]),
                    lora_dropout=p["lora_dropout"], use_rslora=v["use_rslora"], init=v["init"])
         step0_diff = max_diff(logits_of(model, self.probe), self.base_logits, self.probe["attention_mask"])
         start = {k: [t.detach().clone() for t in lora_params(model, k)] for k in "AB"}

@@ -21,13 +21,14 @@ from pathlib import Path
 import torch
 
 from labs.experiments import Context, Lab
+from labs.methods.inject import preset
 from labs.params import Param
-from labs.toolkit import memory_breakdown, step_seconds
+from labs.toolkit import memory_breakdown, median_step_seconds
 from labs.tasks import TASKS, encode, evaluate, get_task
 from labs.train import Cancelled, TrainConfig, train
 
 VARIANTS = {"qlora,lora,full": ("qlora", "lora", "full"), "qlora,lora": ("qlora", "lora")}
-TARGETS = {"all-linear": "all-linear", "q,v": ["q_proj", "v_proj"]}
+TARGETS = ("all-linear", "q,v")                         # labs.methods.inject.TARGET_PRESETS keys
 PROBE = 32                    # eval examples whose logits the merge check compares
 
 PARAMS = [
@@ -50,11 +51,6 @@ PARAMS = [
 ]
 
 
-def median_step_seconds(history: list[dict], eval_steps: set[int]) -> float:
-    """Median wall time of one optimizer step; steps that follow an eval (which sits in their interval) are skipped."""
-    return step_seconds([0.0] + [h["elapsed"] for h in history], eval_steps)
-
-
 memory_by_category = memory_breakdown    # the name the landscape lab imports
 
 
@@ -63,7 +59,7 @@ def build(kind: str, base, p: dict):
 
     model = copy.deepcopy(base)
     torch.manual_seed(p["seed"])                               # same A draw for LoRA and QLoRA
-    targets = TARGETS[p["target_modules"]]
+    targets = preset(p["target_modules"])
     if kind == "qlora":
         qlora.apply(model, r=p["r"], lora_alpha=p["lora_alpha"], target_modules=targets,
                     quant_type=p["quant_type"], blocksize=p["blocksize"], double_quant=p["double_quant"])
@@ -101,7 +97,7 @@ def merge_report(model, base, p: dict, tok, task) -> dict:
                      **evaluate(merged, tok, task, limit=limit, choices=True)}
     # the same A, B added to the ORIGINAL fp32 W0 instead of the dequantized Ŵ it was trained against
     fp = copy.deepcopy(base).to(device)
-    lora.apply(fp, r=p["r"], lora_alpha=p["lora_alpha"], target_modules=TARGETS[p["target_modules"]])
+    lora.apply(fp, r=p["r"], lora_alpha=p["lora_alpha"], target_modules=preset(p["target_modules"]))
     src = lora.lora_layers(model)
     with torch.no_grad():
         for name, m in lora.lora_layers(fp).items():

@@ -20,11 +20,11 @@ import torch
 
 from labs.base import load_base
 from labs.experiments import Context, Lab
+from labs.methods.inject import preset
 from labs.params import Param
 from labs.serving import STRATEGIES, build_server, make_stream, make_tokens, reference, serve
 
-TARGETS = {"q,v": ["q_proj", "v_proj"], "q,k,v,o": ["q_proj", "k_proj", "v_proj", "o_proj"],
-           "all-linear": "all-linear"}
+TARGETS = ("q,v", "q,k,v,o", "all-linear")              # labs.methods.inject.TARGET_PRESETS keys
 SWEEP_K = (1, 4, 16, 64)
 SWEEP_BATCH = (1, 4, 16)
 
@@ -49,7 +49,7 @@ PARAMS = [
 
 def _fresh(base, p: dict, K: int, device):
     model = copy.deepcopy(base)
-    srv = build_server(model, K, p["r"], TARGETS[p["target_modules"]], slots=min(p["cache_slots"], K),
+    srv = build_server(model, K, p["r"], preset(p["target_modules"]), slots=min(p["cache_slots"], K),
                        mixed_ranks=p["mixed_ranks"], seed=p["seed"])
     model.to(device)
     return srv
@@ -190,7 +190,7 @@ def param_counts(cfg: dict, r: int, target_modules: str) -> tuple[int, int]:
     L, h, V = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["vocab_size"]
     base = V * h * (1 if cfg.get("tie_word_embeddings") else 2) + h
     base += L * (sum(i * o for i, o in shapes.values()) + 2 * h)
-    targets = TARGETS[target_modules]
+    targets = preset(target_modules)
     names = list(shapes) if targets == "all-linear" else targets
     return base, L * sum(r * sum(shapes[n]) for n in names)
 

@@ -23,17 +23,19 @@ import torch
 from labs.base import load_base
 from labs.experiments import Context, Lab
 from labs.device import pick_device
-from labs.experiments.inference_cost import SeriesEmitter, compare_decode
+from labs.inference_cost import compare_decode
 from labs.methods import get_method, io
 from labs.methods import lora as lora_method
 from labs.methods.prompts import SOFT_PROMPTS as SOFT, kv_geometry, prefill_inputs
+from labs.methods.inject import preset
 from labs.params import Param, ParamError
 from labs.tasks import TASKS, encode, evaluate, get_task
+from labs.toolkit import SeriesEmitter, merge_check
 from labs.train import TrainConfig, train
 
 SERIES = {"prompt": "prompt tuning", "prefix": "prefix tuning", "ptuning-v2": "P-tuning v2", "lora": "LoRA"}
 
-LORA_TARGETS = ["q_proj", "v_proj"]     # the LoRA paper's choice; merged, any targets cost nothing at inference
+LORA_TARGETS = preset("q,v")           # the LoRA paper's choice; merged, any targets cost nothing at inference
 
 PARAMS = [
     Param("task", "choice", "topic", choices=tuple(TASKS), help="which fine-tuning task"),
@@ -114,17 +116,6 @@ def prefix_attention_share(wrapped, tok, task, limit: int = 32) -> dict:
         layers.append({"mean": float(vals.mean()), "min": float(vals.min()), "max": float(vals.max()),
                        "std": float(vals.std())})
     return {"layers": layers, "tokens": int(real.sum())}
-
-
-@torch.no_grad()
-def merge_check(model, tok, task, limit: int = 32) -> float:
-    """max |logits(merged) − logits(unmerged)| for LoRA on `limit` eval prompts: merging changes nothing."""
-    batch = encode(tok, task.eval[:limit], next(model.parameters()).device)
-    args = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    before = model(**args).logits
-    lora_method.merge(model)
-    after = model(**args).logits
-    return float((before - after).abs().max())
 
 
 def run(p: dict, ctx: Context) -> dict:

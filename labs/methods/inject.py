@@ -10,6 +10,9 @@
     "q_proj|v_proj"     any other string is a regex, matched with `re.fullmatch` against the full module name
     ["q_proj", "v_proj"] a list: a name matches when it equals an entry or ends with "." + entry
 
+The labs offer a few named sets (`TARGET_PRESETS`, one spelling everywhere: "q,v", "q,k,v,o", "mlp",
+"all-linear"); `preset(name)` gives the `target_modules` value. `module_type` / `layer_index` read a module name.
+
 The base is frozen first (every parameter `requires_grad=False`); the adapter modules then create their
 own trainable parameters, so "trainable" means "adapter" and nothing else.
 """
@@ -22,6 +25,31 @@ from torch import nn
 
 TargetSpec = Union[str, Iterable[str]]
 ALL_LINEAR = "all-linear"
+# the labs' named target sets (a lab offers the keys it needs as a `target_modules` choice), Llama module names
+TARGET_PRESETS = {
+    "q,v": ["q_proj", "v_proj"],                                  # the LoRA paper's choice
+    "q,k,v,o": ["q_proj", "k_proj", "v_proj", "o_proj"],          # all of attention
+    "mlp": ["gate_proj", "up_proj", "down_proj"],
+    ALL_LINEAR: ALL_LINEAR,
+}
+
+
+def preset(name: str) -> TargetSpec:
+    """The `target_modules` value of a named set."""
+    if name not in TARGET_PRESETS:
+        raise ValueError(f"target_modules = {name!r} is not a preset: allowed {', '.join(TARGET_PRESETS)}")
+    return TARGET_PRESETS[name]
+
+
+def module_type(name: str) -> str:
+    """model.layers.3.self_attn.q_proj → q_proj."""
+    return name.rsplit(".", 1)[-1]
+
+
+def layer_index(name: str) -> int:
+    """model.layers.3.self_attn.q_proj → 3 (−1 outside the decoder layers)."""
+    parts = name.split(".")
+    return int(parts[parts.index("layers") + 1]) if "layers" in parts else -1
 
 
 def _is_adapter(module: nn.Module) -> bool:

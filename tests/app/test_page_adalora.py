@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 from tests.app.conftest import app_page, click_start, finished_run, open_run
 
 TINY = {"task": "facts", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 1, "deltaT": 1, "steps": 4,
-        "batch_size": 2, "eval_limit": 8, "target_modules": "q_proj,v_proj"}
+        "batch_size": 2, "eval_limit": 8, "target_modules": "q,v"}
 
 
 def _page(lang="en") -> AppTest:
@@ -23,7 +23,7 @@ def test_schedule_widgets_shape_the_plot(data_dir, lang):
     assert not at.exception, at.exception
     at.number_input(key="ada.init_r").set_value(12)
     at.number_input(key="ada.target_r").set_value(3)
-    at.selectbox(key="ada.target_modules").set_value("q_proj,v_proj")
+    at.selectbox(key="ada.target_modules").set_value("q,v")
     at.run()
     assert not at.exception
     cap = _caption_with(at, "init_r × 8")             # 4 layers × (q_proj, v_proj) in the bundled model

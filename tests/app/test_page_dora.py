@@ -5,7 +5,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import app_page, click_start, finished_run, open_run
 
-TINY = {"task": "facts", "r": 2, "target_modules": "q_proj,v_proj", "steps": 2, "batch_size": 2,
+TINY = {"task": "facts", "r": 2, "target_modules": "q,v", "steps": 2, "batch_size": 2,
         "checkpoints": 2, "eval_limit": 8}
 
 

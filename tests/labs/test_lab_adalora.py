@@ -12,7 +12,7 @@ from labs.experiments import adalora as A
 from labs.params import ParamError
 
 TINY = {"task": "facts", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 2, "deltaT": 1, "steps": 6,
-        "batch_size": 4, "eval_limit": 8, "lr": 1e-2, "target_modules": "q_proj,v_proj"}
+        "batch_size": 4, "eval_limit": 8, "lr": 1e-2, "target_modules": "q,v"}
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from labs.experiments import Context, get_lab, run_lab
 from labs.experiments import dora as D
 from labs.params import ParamError
 
-TINY = {"task": "facts", "r": 2, "target_modules": "q_proj,v_proj", "steps": 4, "batch_size": 4,
+TINY = {"task": "facts", "r": 2, "target_modules": "q,v", "steps": 4, "batch_size": 4,
         "checkpoints": 2, "eval_limit": 8, "lr": 1e-2, "ft_lr": 1e-3}
 
 

@@ -1,4 +1,4 @@
-"""Inference cost, measured: greedy decoding with a KV cache, and the events of a multi-variant lab.
+"""Inference cost, measured: greedy decoding with a KV cache; the model configs the pages' pictures size.
 
     prefill   logits, cache = model(prompt [⊕ soft prompt], cache=[prefix K/V])       timed once
     decode    repeat new_tokens times: logits, cache = model(argmax token, cache)      each step timed
@@ -6,7 +6,7 @@
 
 Variants are measured round-robin (repeat 1 of every variant, then repeat 2, …) so a burst of load on a
 shared machine hits all of them alike; the statistic is the median, robust to the odd slow step.
-Used by the soft-prompts and adapters labs (labs never import streamlit; this file neither).
+Used by the soft-prompts and adapters labs and the trade-off table (labs never import streamlit; this file neither).
 """
 from __future__ import annotations
 
@@ -89,40 +89,6 @@ def compare_decode(variants: dict[str, tuple[torch.nn.Module, Callable[[], dict]
                      "prefill_ms": 1e3 * statistics.median(prefill[name]),
                      "cache_len": last[name]["cache_len"], "generated": last[name]["tokens"]}
     return out
-
-
-class SeriesEmitter:
-    """Tags the events of variant `i` of `n` with "series" and a whole-lab "progress" (0..1) and ETA.
-
-    A lab that trains several variants in a row calls `emitter.part(i, name)` for each one and passes the
-    returned function as `on_event` to `labs.train.train`; `share` is the fraction of the lab's time that
-    training takes (the rest is measurement)."""
-
-    def __init__(self, emit: Callable[[dict], None], n: int, share: float = 0.9):
-        self.emit, self.n, self.share, self.t0 = emit, max(n, 1), share, time.perf_counter()
-
-    def fraction(self, i: int, within: float) -> float:
-        return self.share * (i + min(max(within, 0.0), 1.0)) / self.n
-
-    def part(self, i: int, series: str) -> Callable[[dict], None]:
-        state = {"steps": 1}
-
-        def on_event(event: dict) -> None:
-            event = {**event, "series": series}
-            if event.get("type") == "start":
-                state["steps"] = max(int(event.get("steps", 1)), 1)
-            if event.get("type") == "step":
-                frac = self.fraction(i, event["step"] / state["steps"])
-                elapsed = time.perf_counter() - self.t0
-                event["progress"] = frac
-                event["eta"] = elapsed / max(frac, 1e-9) * (1 - frac)
-            self.emit(event)
-
-        return on_event
-
-    def phase(self, name: str, **fields) -> None:
-        """A non-training phase (e.g. latency measurement) as its own event type."""
-        self.emit({"type": "phase", "phase": name, "progress": self.share, **fields})
 
 
 def model_configs() -> dict:
