@@ -91,6 +91,14 @@ COVERAGE: dict[str, dict[str, list[tuple[str, ...]]]] = {
     },
 }
 
+EXPECTED_PAGES |= {"more-methods"}
+COVERAGE["more-methods"] = {
+    "en": [("IA³",), ("VeRA",), ("PiSSA",), ("LoftQ",), ("GaLore",), ("65.5%",), ("72.86%",), ("disable_adapter",),
+           ("intruder dimensions",), ("2410.21228",), ("2305.18290",), ("init_lora_weights",), ("full-rank",)],
+    "zh": [("IA³",), ("VeRA",), ("PiSSA",), ("LoftQ",), ("GaLore",), ("65.5%",), ("72.86%",), ("disable_adapter",),
+           ("入侵维度",), ("2410.21228",), ("2305.18290",), ("init_lora_weights",), ("满秩",)],
+}
+
 CJK = re.compile(r"[\u3400-\u9fff]")
 LATIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.,_+\-/]*")
 # Numbers that carry a claim: decimals (4.127), grouped thousands (1,228,800)
