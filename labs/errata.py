@@ -82,6 +82,9 @@ def _validate(data: dict) -> dict:
         seen.add(cid)
         if str(c.get("section")) not in SECTIONS or not cid.startswith(f"s{c['section']}-"):
             raise ClaimError(f"claim {cid}: field section {c.get('section')!r}: allowed 1..11, matching the id")
+        if "where" in c and not re.match(rf"^{c['section']}(?:\.(?:\d+|Q[1-6]))?(?:, |$)", str(c["where"])):
+            raise ClaimError(f"claim {cid}: field where {c['where']!r}: allowed the section or its subsections "
+                             f"('{c['section']}', '{c['section']}.1', '11.Q1')")
         if c.get("verdict") not in VERDICTS:
             raise ClaimError(f"claim {cid}: field verdict {c.get('verdict')!r}: allowed {VERDICTS}")
         for f in ("claim", "correction"):

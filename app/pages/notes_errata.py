@@ -53,7 +53,7 @@ def _card_questions(language: str) -> dict[str, str]:
         return {}
 
 
-def evidence_lines(e: dict) -> list[str]:
+def evidence_line(e: dict) -> str:
     head = f"**{t('errata.kind.' + e['kind'])}**"
     note = pick(e["note"])
     if "value" in e:
@@ -68,26 +68,25 @@ def evidence_lines(e: dict) -> list[str]:
         line += f" — `{e['test']}` ({t('errata.test')})"
     if e["kind"] == "lab":
         line += " — " + t("errata.run", date=e["date"][:10], device=e["device"], torch=e["torch"])
-    lines = [line]
     inputs = errata.calculator_inputs(e)
     if inputs:
-        lines.append(f"[{t('errata.open_calc')}](/{calc_url(inputs, lang=lang())})")
+        line += f" → [{t('errata.open_calc')}](/{calc_url(inputs, lang=lang())})"
     if e["kind"] == "lab":
         params = errata.lab_params(e)
-        lines.append(f"[{t('errata.open_lab', lab=e['lab'])}]({page_link(e['page'], lab=e['lab'], **params)})")
-    return lines
+        line += f" → [{t('errata.open_lab', lab=e['lab'])}]({page_link(e['page'], lab=e['lab'], **params)})"
+    return line
 
 
 def claim_block(c: dict, cards: dict[str, str]) -> None:
     verdict = c["verdict"]
     label = f"{ICON[verdict]} {pick(c['claim'])} — {t('errata.verdict.' + verdict)}"
     with st.expander(label):
-        where = f" ({c['where']})" if c.get("where") else ""
+        where = f" · §{c.get('where') or c['section']}"
         st.markdown(f"**{t('errata.claim')}**{where}: {pick(c['claim'])}")
         st.markdown(f"**{t('errata.correction')}** :{BADGE[verdict]}-badge[{t('errata.verdict.' + verdict)}]: "
                     f"{pick(c['correction'])}")
         st.markdown(f"**{t('errata.evidence')}**")
-        st.markdown("\n".join(f"- {line}" for e in c["evidence"] for line in evidence_lines(e)))
+        st.markdown("\n".join(f"- {evidence_line(e)}" for e in c["evidence"]))
         links = []
         if c.get("page"):
             links.append(f"[{t('errata.open_page', page=page_title(c['page']))}]({page_link(c['page'])})")

@@ -118,6 +118,7 @@ def test_calculator_link_rejects_each_bad_field_by_name(query, field):
     (lambda d: d["claims"][0].update(evidence=[]), "evidence"),
     (lambda d: d["claims"][0].update(cards=[]), "flashcard"),
     (lambda d: d["sections"].pop("7"), "sections"),
+    (lambda d: d["claims"][0].update(where="3.1"), "where"),
 ])
 def test_schema_errors_name_the_claim_and_field(data, mutate, match):
     bad = copy.deepcopy(data)
