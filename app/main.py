@@ -34,7 +34,11 @@ def main() -> None:
     st.set_page_config(page_title="PEFT Lab", page_icon="🧪", layout="wide")
     with st.sidebar:
         language_switch()
-    st.navigation(build_navigation(), expanded=True).run()
+    page = st.navigation(build_navigation(), expanded=True)
+    page.run()
+    from app.ui import drill_links
+
+    drill_links(page.url_path)     # a concept page ends with the coding drills that practise it (content/drills)
 
 
 if __name__ == "__main__":

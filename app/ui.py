@@ -74,6 +74,18 @@ def related_cards(match, title_key: str, unavailable_key: str, subheader: bool =
     st.markdown("\n".join(f"- [{c.id}](/flashcards?card={c.id}) — {c.q(lang())}" for c in cards[:limit]))
 
 
+def drill_links(page_id: str) -> None:
+    """The drills whose `page` is ``page_id`` (content/drills/*/drill.yaml), as links that open them on /drills."""
+    from labs.drills import drills_for_page
+
+    drills = drills_for_page(page_id)
+    if not drills:
+        return
+    st.divider()
+    st.subheader(t("dr.page_drills"))
+    st.markdown("\n".join(f"- [{d.title[lang()]}](/drills?drill={d.id}) · {'★' * d.difficulty}" for d in drills))
+
+
 def topic_cards(topic: str, title_key: str, limit: int = 5) -> None:
     """The first ``limit`` questions of content/cards/<topic>.yaml under a subheader, each opened with ``?card=``."""
     path = ROOT / "content" / "cards" / f"{topic}.yaml"

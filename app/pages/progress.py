@@ -12,11 +12,13 @@ if str(ROOT) not in sys.path:
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from app.i18n import LABELS, LANGS, lang, page_title, t  # noqa: E402
+from app.i18n import LABELS, LANGS, lang, page_title, pick, t  # noqa: E402
 from app.study import anki  # noqa: E402
+from app.study import drills as study_drills  # noqa: E402
 from app.study import progress as P  # noqa: E402
 from app.study import widgets as W  # noqa: E402
 from app.study.cards import CardError  # noqa: E402
+from labs.drills import drill_ids, get_drill  # noqa: E402
 
 st.title(page_title("progress"))
 store = W.open_store()
@@ -90,6 +92,16 @@ if scores:
     st.plotly_chart(fig)
 else:
     st.info(t("prog.scores_empty"))
+
+# ---------------------------------------------------------------- drills (app/pages/drills.py)
+st.subheader(t("prog.drills"))
+_drills = {d: get_drill(d) for d in drill_ids()}
+ds = study_drills.summary(store, pid, _drills)
+st.caption(t("prog.drills_counts", passed=ds["passed"], total=ds["total"], attempted=ds["attempted"],
+             attempts=ds["attempts"]))
+for f in ds["failing"]:
+    st.markdown("- " + t("prog.drills_failing", drill=f"[{pick(_drills[f['drill']].title)}](/drills?drill={f['drill']})",
+                         cards=", ".join(f"[{c}](/flashcards?card={c})" for c in f["cards"])))
 
 missed = P.recent_missed(store, pid, deck, lang())
 if missed:

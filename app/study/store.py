@@ -79,6 +79,16 @@ MIGRATIONS: list[list[str]] = [
                duration_s REAL NOT NULL,
                details TEXT NOT NULL)            -- JSON: per question id, hit and missed points""",
     ],
+    # v2 -> v3: coding drills (labs/drills): every graded attempt, with its code and report
+    [
+        """CREATE TABLE drill_attempts (
+               id INTEGER PRIMARY KEY,
+               profile_id INTEGER NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+               drill_id TEXT NOT NULL, at REAL NOT NULL, passed INTEGER NOT NULL,
+               n_passed INTEGER NOT NULL, n_tests INTEGER NOT NULL, seconds REAL NOT NULL,
+               code TEXT NOT NULL, report TEXT NOT NULL)   -- JSON: labs.drills.runner.Report.to_dict()""",
+        "CREATE INDEX drill_attempts_drill ON drill_attempts (profile_id, drill_id, at)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

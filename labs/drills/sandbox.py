@@ -125,7 +125,7 @@ def _mounts() -> list[str]:
     return args
 
 
-def command(uid: int, limits: Limits) -> list[str]:
+def command(uid: int, limits: Limits, warm: bool = True) -> list[str]:
     bw = _bwrap()
     if bw is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed; install it (Debian: apt-get install "
@@ -137,7 +137,7 @@ def command(uid: int, limits: Limits) -> list[str]:
             "--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
             "--ro-bind", str(CHILD), "/sandbox/child.py", "--chdir", "/tmp", "--hostname", "sandbox",
             sys.executable,
-            "-I", "-B", "/sandbox/child.py", str(uid)]
+            "-I", "-B", "/sandbox/child.py", str(uid), "warm" if warm else "cold"]
 
 
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp/work", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
@@ -167,13 +167,15 @@ def probe() -> tuple[bool, str]:
 class Sandbox:
     """One sandboxed child, started now (it imports torch while the caller prepares the job), used once."""
 
-    def __init__(self, limits: Limits | None = None):
+    def __init__(self, limits: Limits | None = None, warm: bool = True):
+        """`warm`: the child imports torch before the job arrives (every drill needs it; tests of the sandbox
+        itself pass False and start in milliseconds)."""
         ok, why = probe()
         if not ok:
             raise SandboxUnavailable(why)
         self.limits = limits or Limits()
         self.uid = 200000 + next(_uids) % 400000
-        self.proc = subprocess.Popen(command(self.uid, self.limits), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(command(self.uid, self.limits, warm), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=ENV, close_fds=True)
         self.started = time.perf_counter()
         self.used = False
@@ -284,3 +286,22 @@ class Sandbox:
             return Outcome("crashed", "the process was killed before it returned a result (SIGKILL; the memory "
                                       "or CPU limit, or the code killed itself)")
         return Outcome("crashed", f"the process ended without a result (exit code {rc})")
+
+
+ALLOW_ENV = "PEFTLAB_ALLOW_CODE"
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def code_allowed(bind_address: str | None, env=None) -> tuple[bool, str]:
+    """May the app run learner code? On by default when the server listens on loopback only; off on any other
+    address (other people could reach it) unless PEFTLAB_ALLOW_CODE=1. PEFTLAB_ALLOW_CODE=0 turns it off."""
+    env = os.environ if env is None else env
+    flag = env.get(ALLOW_ENV, "")
+    if flag == "1":
+        return True, f"{ALLOW_ENV}=1"
+    if flag == "0":
+        return False, f"{ALLOW_ENV}=0"
+    addr = (bind_address or "").strip()
+    if addr in LOOPBACK or addr.startswith("127."):
+        return True, f"loopback ({addr})"
+    return False, f"the server listens on {addr or 'every interface (no server.address)'}"

@@ -33,7 +33,9 @@ def model_states(g: torch.Generator) -> list[Case]:
     for method, precision in (("full", "bf16-mixed"), ("lora", "bf16-mixed"), ("full", "fp32"), ("lora", "bf16-true"),
                               ("lora", "fp32"), ("full", "bf16-true")):
         cfg = _config(g, gqa=bool(randint(g, 0, 1)))
-        rank = choice(g, (1, 8, 16, 64))
+        hd = cfg["hidden_size"] // cfg["num_attention_heads"]
+        smallest = min(cfg["num_key_value_heads"] * hd, cfg["hidden_size"], cfg["intermediate_size"])
+        rank = choice(g, [r for r in (1, 8, 16, 64) if r <= smallest])        # the calculator's allowed range
         est = estimate(model=cfg, method=method, rank=rank, precision=precision, optimizer="adamw")
         mb = est["memory_bytes"]
         exp = {k: mb[k] for k in ("weights", "gradients", "optimizer")}

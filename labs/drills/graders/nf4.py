@@ -56,13 +56,13 @@ def _check_quant(w: torch.Tensor, blocksize: int):
         bad = err_got > err_exp + 1e-6                       # a tie (exact midpoint) accepts either neighbour
         if bool(bad.any()):
             i = int(bad.nonzero()[0, 0])
+            ce, cg = int(codes[i]), int(g_codes[i])
             return L(lang, f"codes: {int(bad.sum())}/{codes.numel()} not the nearest level; first at flat index {i} "
                            f"(block {i // blocksize}): w={float(flat[i]):.6g}, w/absmax={float(s[i]):.6g}, expected "
-                           f"code {int(codes[i])} (level {float(levels[codes[i]]):.6g}), got {int(g_codes[i])} "
-                           f"(level {float(levels[g_codes[i].long()]):.6g})",
+                           f"code {ce} (level {float(levels[ce]):.6g}), got {cg} (level {float(levels[cg]):.6g})",
                      f"codes：{int(bad.sum())}/{codes.numel()} 个不是最近的级别；第一个在展平下标 {i}（块 {i // blocksize}）："
-                     f"w={float(flat[i]):.6g}，w/absmax={float(s[i]):.6g}，应为 code {int(codes[i])}"
-                     f"（级别 {float(levels[codes[i]]):.6g}），实际 {int(g_codes[i])}（级别 {float(levels[g_codes[i].long()]):.6g}）")
+                     f"w={float(flat[i]):.6g}，w/absmax={float(s[i]):.6g}，应为 code {ce}"
+                     f"（级别 {float(levels[ce]):.6g}），实际 {cg}（级别 {float(levels[cg]):.6g}）")
         return None
     return codes, absmax, check
 
