@@ -26,9 +26,9 @@ import time
 import torch
 
 from labs.experiments import Context, Lab
-from labs.experiments.qlora import median_step_seconds, memory_by_category
 from labs.params import Param
 from labs.tasks import TASKS, encode, get_task
+from labs.toolkit import SeriesEmitter, memory_breakdown, median_step_seconds
 from labs.train import Cancelled, TrainConfig, train
 
 METHODS = ("full", "lora", "pissa", "qlora", "loftq", "galore", "ia3", "vera")
@@ -169,17 +169,10 @@ def run(p: dict, ctx: Context) -> dict:
     base_svd = {n: torch.linalg.svd(m.weight.float(), full_matrices=False)[0]          # (out, min) per matrix
                 for n, m in base.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
     results, inits = {}, {}
+    emitter = SeriesEmitter(ctx.emit, len(methods), share=1.0)
     for i, method in enumerate(methods):
         if ctx.should_stop():
             raise Cancelled(f"cancelled before {method}")
-
-        def emit(event: dict, i=i, method=method) -> None:
-            frac = min(1.0, (i + event.get("step", 0) / p["steps"]) / len(methods))
-            event = dict(event, series=method, progress=frac)
-            if event.get("type") == "step":
-                event["eta"] = (time.perf_counter() - t0) / max(frac, 1e-9) * (1 - frac)
-            ctx.emit(event)
-
         t_build = time.perf_counter()
         model, groups, opt = build(method, base, p)
         init_seconds = time.perf_counter() - t_build
@@ -190,13 +183,13 @@ def run(p: dict, ctx: Context) -> dict:
         cfg = TrainConfig(steps=p["steps"], batch_size=p["batch_size"], eval_every=p["steps"],
                           lr=LR[method] * p["lr_scale"], warmup=max(1, p["steps"] // 10), eval_limit=p["eval_limit"], seed=p["seed"],
                           device=ctx.device, optimizer=opt)
-        res = train(model, tok, task, cfg, param_groups=groups, on_event=emit, should_stop=ctx.should_stop)
+        res = train(model, tok, task, cfg, param_groups=groups, on_event=emitter.part(i, method), should_stop=ctx.should_stop)
         results[method] = {
             "label": LABELS[method], "lr": cfg.lr, "init_seconds": init_seconds,
             "trainable_params": res["trainable_params"], "total_params": res["total_params"],
             "start": start, "base": res["base"], "final": res["final"],
             "seconds_per_step": median_step_seconds(res["history"], {e["step"] for e in res["evals"]}),
-            "memory": memory_by_category(model, res["memory"] or {}),
+            "memory": memory_breakdown(model, res["memory"] or {}),
             "loss_curve": [h["loss"] for h in res["history"]]}
         if method in DENSE:
             results[method]["intruders"] = intruders(base_svd, model)
