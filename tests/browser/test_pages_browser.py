@@ -5,7 +5,7 @@ import pytest
 
 from tests.browser.conftest import assert_no_exception, wait_idle
 
-URLS = ["", "lora", "nf4", "qlora", "dora", "adalora", "soft-prompts", "adapters", "serving",
+URLS = ["", "lora", "nf4", "qlora", "dora", "adalora", "soft-prompts", "adapters", "serving", "scaling",
         "calculator", "decision-guide", "flashcards", "quiz", "interview", "progress"]
 
 

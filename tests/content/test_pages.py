@@ -99,6 +99,14 @@ COVERAGE["more-methods"] = {
            ("入侵维度",), ("2410.21228",), ("2305.18290",), ("init_lora_weights",), ("满秩",)],
 }
 
+EXPECTED_PAGES |= {"scaling"}
+COVERAGE["scaling"] = {
+    "en": [("DDP",), ("ZeRO-1",), ("ZeRO-3",), ("all-gather",), ("reduce-scatter",), ("fully_shard",),
+           ("reshard_after_forward",), ("quant_storage",), ("3Ψ",), ("24 GB",), ("padding", "padded")],
+    "zh": [("DDP",), ("ZeRO-1",), ("ZeRO-3",), ("all-gather",), ("reduce-scatter",), ("fully_shard",),
+           ("reshard_after_forward",), ("quant_storage",), ("3Ψ",), ("24 GB",), ("填充",)],
+}
+
 CJK = re.compile(r"[\u3400-\u9fff]")
 LATIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.,_+\-/]*")
 # Numbers that carry a claim: decimals (4.127), grouped thousands (1,228,800)

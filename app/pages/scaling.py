@@ -1,0 +1,126 @@
+"""Concept page: scaling out — DDP → ZeRO-1/2/3 → FSDP, LoRA and QLoRA under FSDP. Text from
+content/pages/scaling/; the picture is the VRAM calculator (labs.budget) for 7B/13B/70B on 1/2/8 GPUs; lab `fsdp`
+checks it on real ranks."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import pandas as pd  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from app.i18n import page_title, t  # noqa: E402
+from app.labview import lab_panel  # noqa: E402
+from app.ui import concept_section, topic_cards  # noqa: E402
+from labs.budget import BudgetError, estimate  # noqa: E402
+
+PAGE = "scaling"
+MODELS = ("llama-2-7b", "llama-2-13b", "llama-2-70b")
+GPU_COUNTS = (1, 2, 8)
+METHODS = ("full", "lora", "qlora")
+COLORS = {"full": "#636efa", "lora": "#ef553b", "qlora": "#00cc96"}
+ANSWER = (("llama-2-70b", "full", 8, 3), ("llama-2-70b", "lora", 8, 3), ("llama-2-70b", "qlora", 2, 3),
+          ("llama-2-70b", "qlora", 1, 0))
+
+
+@st.cache_data(show_spinner=False)
+def figures(model: str, method: str, gpus: int, zero: int) -> dict:
+    """Per-GPU GB (total, model states), comm GB per step, and which card sizes it fits."""
+    r = estimate(model, method, rank=16, gpus=gpus, zero=zero if gpus > 1 else 0)
+    m = r["memory_bytes"]
+    states = m["weights"] + m["quant_constants"] + m["gradients"] + m["optimizer"]
+    return {"total": m["total"] / 1e9, "states": states / 1e9, "comm": r["comm_bytes_per_step"]["total"] / 1e9,
+            "fits": [gb for gb in (24, 80) if r["fits"][str(gb)]]}
+
+
+def picture() -> None:
+    st.subheader(t("concept.section.picture"))
+    zero = st.radio(t("scaling.pic.zero"), (0, 1, 2, 3), index=3, horizontal=True, key="scaling.pic.zero")
+    rows, fig = [], go.Figure()
+    for method in METHODS:
+        xs, ys = [], []
+        for model in MODELS:
+            for gpus in GPU_COUNTS:
+                f = figures(model, method, gpus, zero)
+                rows.append({t("scaling.pic.model"): model, t("scaling.pic.gpus"): gpus,
+                             t("scaling.pic.method"): method, t("scaling.pic.per_gpu"): round(f["total"], 1),
+                             t("scaling.pic.states"): round(f["states"], 1), t("scaling.pic.comm"): round(f["comm"], 2),
+                             t("scaling.pic.fits"): " ".join(f"≤{gb} GB" for gb in f["fits"]) or "—"})
+                xs.append(f"{model.removeprefix('llama-2-')} ×{gpus}")
+                ys.append(f["total"])
+        fig.add_bar(x=xs, y=ys, name=method, marker_color=COLORS[method])
+    for gb in (24, 80):
+        fig.add_hline(y=gb, line_dash="dot", line_color="#888", annotation_text=f"{gb} GB")
+    fig.update_layout(barmode="group", yaxis_type="log", yaxis_title=t("scaling.pic.per_gpu"), height=360,
+                      title=t("scaling.pic.chart"), margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
+    left, right = st.columns([3, 2])
+    with left:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True, height=380)
+    with right:
+        st.plotly_chart(fig, key="scaling.pic.fig")
+    st.caption(t("scaling.pic.caption"))
+    concept_section(PAGE, "picture", header=False)
+
+
+def _check_table(entries: list[dict], tol: float) -> pd.DataFrame:
+    return pd.DataFrame([{t("scaling.res.what"): e["what"], t("scaling.res.measured"): e["measured"],
+                          t("scaling.res.predicted"): e["predicted"], t("scaling.res.err"): f"{e['rel_err']:.3%}",
+                          t("scaling.res.ok", tol=f"{tol:.0%}"): "✅" if e["ok"] else "❌"} for e in entries])
+
+
+def render_result(run) -> None:
+    res = run.result or {}
+    if not res.get("memory_check"):
+        st.info(t("scaling.res.empty"))
+        return
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric(t("scaling.res.ranks"), f"{res['world_size']} ({res['backend']})")
+    c2.metric(t("scaling.res.loss_diff"), f"{res['max_loss_diff']:.1e}")
+    c3.metric(t("scaling.res.max_err"), f"{res['max_rel_err']:.3%}")
+    c4.metric(t("scaling.res.seconds"), f"{res['seconds']:.0f} s")
+    st.markdown(f"#### {t('scaling.res.memory')}")
+    st.dataframe(_check_table(res["memory_check"], res["tolerance"]), hide_index=True, use_container_width=True)
+    st.markdown(f"#### {t('scaling.res.comm')}")
+    st.dataframe(_check_table(res["comm_check"], res["tolerance"]), hide_index=True, use_container_width=True)
+    st.markdown(f"#### {t('scaling.res.time')}")
+    runs = res.get("runs", {})
+    st.dataframe(pd.DataFrame([{t("scaling.res.series"): name,
+                                t("scaling.res.s_per_step"): round(v["seconds_per_step"], 4)}
+                               for name, v in runs.items()]), hide_index=True)
+    st.caption(t("scaling.res.time_caveat", ranks=res["world_size"], device=res["device"],
+                 threads=res.get("torch_threads_per_rank", 1)))
+    sharded = next(((name, v) for name, v in runs.items() if v.get("shards")), None)
+    if sharded:
+        name, v = sharded
+        st.caption(t("scaling.res.padding", ranks=res["world_size"], padding=f"{v['shards']['padding_bytes']:,} B",
+                     series=name, per_rank=", ".join(f"{m['weights']:,} B" for m in v["memory_per_rank"])))
+
+
+def answer_numbers() -> None:
+    st.markdown(f"**{t('scaling.numbers.title')}**")
+    lines = []
+    for model, method, gpus, zero in ANSWER:
+        f = figures(model, method, gpus, zero)
+        lines.append(t("scaling.numbers.row", model=model, method=method, gpus=gpus, zero=zero, total=f["total"],
+                       states=f["states"], comm=f["comm"]))
+    st.markdown("\n".join(lines))
+
+
+st.title(page_title(PAGE))
+concept_section(PAGE, "why")
+concept_section(PAGE, "math")
+try:
+    picture()
+except (BudgetError, ValueError) as err:
+    st.error(t("scaling.pic.error", error=str(err)))
+concept_section(PAGE, "lab")
+lab_panel("fsdp", render_result=render_result)
+concept_section(PAGE, "seen")
+concept_section(PAGE, "interview")
+answer_numbers()
+st.markdown(t("scaling.calc_link"))
+topic_cards(PAGE, "scaling.cards")
+st.markdown(f"[{t('scaling.all_cards')}](/flashcards?topic={PAGE})")

@@ -1,0 +1,44 @@
+"""Page `scaling`: renders in both languages with the calculator's 7B/13B/70B × 1/2/8-GPU figures computed by
+labs.budget, and shows a finished `fsdp` run (the shared tiny run) with its checks next to the calculator."""
+import pytest
+
+from labs.budget import estimate
+from tests.app.conftest import app_page, finished_run, open_run
+from tests.conftest import FSDP_TINY
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_renders_with_the_calculator_table(data_dir, lang):
+    at = app_page("scaling", lang).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == {"en": "Scaling out", "zh": "多卡与 FSDP"}[lang]
+    table = at.dataframe[0].value
+    assert len(table) == 3 * 3 * 3                                   # models × GPU counts × methods
+    per_gpu = table.columns[3]
+    row = table[(table.iloc[:, 0] == "llama-2-70b") & (table.iloc[:, 1] == 2) & (table.iloc[:, 2] == "qlora")]
+    assert row[per_gpu].item() == round(estimate("llama-2-70b", "qlora", gpus=2, zero=3)["memory_bytes"]["total"]
+                                        / 1e9, 1)
+    text = " ".join(m.value for m in at.markdown)
+    assert "ZeRO" in text and ("多卡" in text if lang == "zh" else "all-gather" in text)
+
+
+def test_switching_the_zero_stage_recomputes_the_table(data_dir):
+    at = app_page("scaling").run()
+    at.radio(key="scaling.pic.zero").set_value(1).run()
+    table = at.dataframe[0].value
+    row = table[(table.iloc[:, 0] == "llama-2-7b") & (table.iloc[:, 1] == 8) & (table.iloc[:, 2] == "full")]
+    assert row[table.columns[3]].item() == round(estimate("llama-2-7b", "full", gpus=8, zero=1)["memory_bytes"]
+                                                 ["total"] / 1e9, 1)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_finished_run_shows_checks_against_the_calculator(data_dir, fsdp_tiny_run, lang):
+    rid, res = finished_run("fsdp", FSDP_TINY, result=fsdp_tiny_run[0])
+    at = open_run(app_page("scaling", lang), rid)
+    assert not at.exception, at.exception
+    values = [m.value for m in at.metric]
+    assert f"{res['max_loss_diff']:.1e}" in values and f"{res['world_size']} (gloo)" in values
+    tables = [d.value for d in at.dataframe]
+    checks = next(tb for tb in tables if len(tb) == len(res["memory_check"]))
+    assert list(checks.iloc[:, 1]) == [e["measured"] for e in res["memory_check"]]
+    assert (checks.iloc[:, 4] == "✅").all()
