@@ -5,18 +5,17 @@ weights (labs.experiments.lora's picture functions); every number under the lab 
 """
 from __future__ import annotations
 
-from app.ui import concept_section, picture_beside_text, related_cards  # first: puts the repo root on sys.path
+import math
 
-import math  # noqa: E402
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
 
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-from plotly.subplots import make_subplots  # noqa: E402
-
-from app.i18n import lang, page_title, t  # noqa: E402
-from app.labview import lab_panel  # noqa: E402
-from labs.experiments import lora as L  # noqa: E402
+from app.concept import Concept, base_model, render
+from app.i18n import t
+from app.ui import related_cards
+from labs.experiments import lora as L
 
 PAGE = "lora"
 MAX_SCALE_RANK = 128   # the x-range of the scaling curves: the largest rank the lab sweeps
@@ -24,10 +23,7 @@ MAX_SCALE_RANK = 128   # the x-range of the scaling curves: the largest rank the
 
 @st.cache_resource(show_spinner=False)
 def base_weights() -> dict:
-    from labs.base import load_base
-
-    model, _ = load_base()
-    return L.weight_matrices(model)
+    return L.weight_matrices(base_model()[0])
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -36,11 +32,7 @@ def spectrum_of(name: str) -> dict:
 
 
 def picture() -> None:
-    try:
-        weights = base_weights()
-    except (FileNotFoundError, OSError, ValueError) as err:
-        st.error(t("lora.no_base", error=str(err)))
-        return
+    weights = base_weights()
     names = list(weights)
     c1, c2, c3 = st.columns(3)
     name = c1.selectbox(t("lora.pic.matrix"), names, index=0, key="pic.matrix",
@@ -211,14 +203,6 @@ def card_links() -> None:
     related_cards(lambda c: c.page == PAGE or c.lab == "lora", "lora.cards", "lora.cards_unavailable")
 
 
-st.title(page_title("lora"))
-concept_section(PAGE, "why")
-concept_section(PAGE, "math")
-st.latex(r"W_{\text{merged}} = W_0 + s\,BA,\qquad s = \frac{\alpha}{r}\ \text{(LoRA)}\quad\text{or}\quad "
-         r"s = \frac{\alpha}{\sqrt{r}}\ \text{(rsLoRA)}")
-picture_beside_text(PAGE, picture)
-concept_section(PAGE, "lab")
-lab_panel("lora", render_result=render_result)
-concept_section(PAGE, "seen")
-concept_section(PAGE, "interview")
-card_links()
+render(Concept(PAGE, picture, layout="beside", labs=[("lora", render_result)], cards=card_links,
+               equation=r"W_{\text{merged}} = W_0 + s\,BA,\qquad s = \frac{\alpha}{r}\ \text{(LoRA)}\quad\text{or}\quad "
+                        r"s = \frac{\alpha}{\sqrt{r}}\ \text{(rsLoRA)}"))

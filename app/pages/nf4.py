@@ -5,20 +5,20 @@ own kernels on every rerun; the lab's numbers come from a run (labs.experiments.
 """
 from __future__ import annotations
 
-from app.ui import concept_section, picture_beside_text, related_cards  # first: puts the repo root on sys.path
+from math import erf, sqrt
 
-from math import erf, sqrt  # noqa: E402
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
 
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-from plotly.subplots import make_subplots  # noqa: E402
-
-from app.i18n import lang, page_title, t  # noqa: E402
-from app.labview import lab_panel  # noqa: E402
-from app import minilm_view  # noqa: E402
-from labs import minilm as MINILM  # noqa: E402
-from labs.experiments import nf4 as N  # noqa: E402
+from app import minilm_view
+from app.concept import Concept, render
+from app.i18n import t
+from app.labview import lab_panel
+from app.ui import related_cards
+from labs import minilm as MINILM
+from labs.experiments import nf4 as N
 
 PAGE = "nf4"
 COLORS = {"nf4": "#636efa", "fp4": "#ef553b", "int4": "#00cc96"}
@@ -224,17 +224,13 @@ def card_links() -> None:
     related_cards(lambda c: c.page == PAGE or c.lab == PAGE, "nf4.cards", "nf4.cards_unavailable")
 
 
-st.title(page_title("nf4"))
-concept_section(PAGE, "why")
-concept_section(PAGE, "math")
-st.latex(r"\text{bits/param} = 4 + \frac{32}{B} \;\xrightarrow{\text{double quant}}\; "
-         r"4 + \frac{8}{B} + \frac{32}{256\,B} \qquad (B = 64:\ 4.5 \to 4.127)")
-picture_beside_text(PAGE, picture)
-concept_section(PAGE, "lab")
-lab_panel("nf4", render_result=render_result)
-st.subheader(t("minilm.cls.section"))
-st.markdown(t("minilm.cls.intro"))
-lab_panel("minilm-cls", render_result=minilm_view.render_cls)
-concept_section(PAGE, "seen")
-concept_section(PAGE, "interview")
-card_links()
+def minilm_lab() -> None:
+    """The second lab of the page: LoRA vs QLoRA fine-tuning of all-MiniLM-L6-v2 as a classifier."""
+    st.subheader(t("minilm.cls.section"))
+    st.markdown(t("minilm.cls.intro"))
+    lab_panel("minilm-cls", render_result=minilm_view.render_cls)
+
+
+render(Concept(PAGE, picture, layout="beside", labs=[("nf4", render_result), minilm_lab], cards=card_links,
+               equation=r"\text{bits/param} = 4 + \frac{32}{B} \;\xrightarrow{\text{double quant}}\; "
+                        r"4 + \frac{8}{B} + \frac{32}{256\,B} \qquad (B = 64:\ 4.5 \to 4.127)"))

@@ -5,15 +5,14 @@ The picture's sizes come from labs.budget for a real architecture; the lab's num
 """
 from __future__ import annotations
 
-from app.ui import concept_section, picture_beside_text, related_cards  # first: puts the repo root on sys.path
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
 
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from app.i18n import lang, page_title, t  # noqa: E402
-from app.labview import lab_panel  # noqa: E402
-from labs.experiments import qlora as Q  # noqa: E402
+from app.concept import Concept, render
+from app.i18n import t
+from app.ui import related_cards
+from labs.experiments import qlora as Q
 
 PAGE = "qlora"
 MODELS = ("llama-2-7b", "llama-2-13b", "llama-65b", "llama-2-70b", "llama-3-8b", "mistral-7b")
@@ -157,14 +156,6 @@ def card_links() -> None:
     related_cards(lambda c: c.page == PAGE or c.lab == PAGE, "qlora.cards", "qlora.cards_unavailable")
 
 
-st.title(page_title("qlora"))
-concept_section(PAGE, "why")
-concept_section(PAGE, "math")
-st.latex(r"h = \operatorname{dequant}(W^{\text{NF4}}, c)\,x + s\,BAx,\qquad "
-         r"\frac{\partial L}{\partial W^{\text{NF4}}}\ \text{not computed}")
-picture_beside_text(PAGE, picture)
-concept_section(PAGE, "lab")
-lab_panel("qlora", render_result=render_result)
-concept_section(PAGE, "seen")
-concept_section(PAGE, "interview")
-card_links()
+render(Concept(PAGE, picture, layout="beside", labs=[("qlora", render_result)], cards=card_links,
+               equation=r"h = \operatorname{dequant}(W^{\text{NF4}}, c)\,x + s\,BAx,\qquad "
+                        r"\frac{\partial L}{\partial W^{\text{NF4}}}\ \text{not computed}"))
