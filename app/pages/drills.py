@@ -172,11 +172,10 @@ past = D.history(store, pid, drill_id, limit=20)
 if not past:
     st.caption(t("dr.history_empty"))
 else:
-    st.dataframe([{t("dr.col.when"): datetime.fromtimestamp(a["at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+    st.table([{t("dr.col.when"): datetime.fromtimestamp(a["at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
                    t("dr.col.result"): "✅" if a["passed"] else "❌",
                    t("dr.col.tests"): f"{a['n_passed']}/{a['n_tests']}",
-                   t("dr.col.seconds"): round(a["seconds"], 2)} for a in past],
-                 hide_index=True)
+                   t("dr.col.seconds"): f"{a['seconds']:.2f}"} for a in past])
     pick_at = st.selectbox(t("dr.load"), [a["id"] for a in past], key="drill_load_pick",
                            format_func=lambda i: next(datetime.fromtimestamp(a["at"], timezone.utc).strftime(
                                "%H:%M:%S") + (" ✅" if a["passed"] else " ❌") for a in past if a["id"] == i))
