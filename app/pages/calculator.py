@@ -147,6 +147,10 @@ c3.metric(s("calc.per_gpu"), f"{gb['total']:.2f} GB")
 c4.metric(s("calc.step_time"), f"{r['speed']['seconds_per_step']:.3f} s")
 st.caption(f"{r['trainable_formula']} · {s('calc.adapter_file')}: {r['adapter_file_bytes'] / 1e6:,.1f} MB · "
            f"{r['speed']['train_flops_per_token'] / 1e9:.1f} GFLOP/token")
+if r["gpus"] > 1:   # multi-GPU figures: communication per step, and where they are checked against real ranks
+    comm = r["comm_bytes_per_step"]
+    st.caption(t("scaling.calc_multi_gpu", total=f"{comm['total'] / 1e9:.2f}", wire=f"{comm['wire_per_gpu'] / 1e9:.2f}",
+                 formula=comm["formula"]))
 
 left, right = st.columns([3, 2])
 with left:

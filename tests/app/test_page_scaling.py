@@ -42,3 +42,15 @@ def test_finished_run_shows_checks_against_the_calculator(data_dir, fsdp_tiny_ru
     checks = next(tb for tb in tables if len(tb) == len(res["memory_check"]))
     assert list(checks.iloc[:, 1]) == [e["measured"] for e in res["memory_check"]]
     assert (checks.iloc[:, 4] == "✅").all()
+
+
+def test_calculator_shows_comm_and_says_its_multi_gpu_figures_are_checked(data_dir):
+    at = app_page("calculator").run()
+    assert not any("/scaling" in c.value for c in at.caption)              # one GPU: nothing to check
+    next(n for n in at.number_input if n.label == "GPUs").set_value(8).run()
+    at.selectbox[[i for i, b in enumerate(at.selectbox) if list(b.options) == ["0", "1", "2", "3"]][0]] \
+        .set_value(3).run()
+    assert not at.exception, at.exception
+    note = next(c.value for c in at.caption if "/scaling" in c.value)
+    comm = estimate("llama-2-7b", "lora", gpus=8, zero=3)["comm_bytes_per_step"]
+    assert f"{comm['total'] / 1e9:.2f} GB" in note and "2 %" in note
