@@ -2,7 +2,8 @@
 
 Data: content/notes/claims.yaml, read and recomputed by labs.errata (the tests fail when a number drifts from the
 code). Each evidence links to where a learner sees it: the calculator with its inputs filled in, a lab panel with
-the saved run's settings, a concept page, the flashcards that drill the correction.
+the saved run's settings, a concept page, the flashcards that drill the correction. ``?only=wrong`` opens it
+filtered to what is wrong or simplified (the decision guide links there).
 """
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ def main() -> None:
     st.title(page_registry.title(PAGE_ID, lang()))
     st.markdown(t("errata.intro"))
     st.markdown(t("errata.totals", n=len(claims), s=len(data["sections"])) + " · " + badges(errata.counts(claims)))
-    only = st.toggle(t("errata.filter"), key="errata_only_wrong")
+    only = st.toggle(t("errata.filter"), key="errata_only_wrong", value=st.query_params.get("only") == "wrong")
     shown = [c for c in claims if not only or c["verdict"] in FILTERED]
     st.caption(t("errata.shown", n=len(shown)))
     cards = _card_questions(lang())

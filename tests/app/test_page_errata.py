@@ -79,3 +79,12 @@ def test_a_lab_link_opens_the_compare_panel_with_the_saved_runs_settings(data_di
     assert not at.exception, at.exception
     assert at.number_input(key="compare.steps").value == params["steps"]
     assert at.number_input(key="compare.latency_repeats").value == params["latency_repeats"]
+
+
+def test_only_wrong_in_the_url_opens_the_filtered_read():
+    counts = errata.counts(errata.claims())
+    at = app_page("notes_errata", "zh")
+    at.query_params["only"] = "wrong"
+    at.run()
+    assert not at.exception and at.toggle(key="errata_only_wrong").value is True
+    assert len(at.expander) == counts["wrong"] + counts["simplified"]
