@@ -25,6 +25,7 @@ _ALL = {
     "minilm-cls": "minilm_cls",
     "selftest": "selftest",
     "compare": "compare",
+    "merging": "merging",
     "landscape": "landscape",
     "fsdp": "fsdp",
 }
