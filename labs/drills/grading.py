@@ -221,6 +221,12 @@ def grade_case(case: Case, res: dict, lang: str, error_hints: Callable | None = 
                 return TestResult(case.name, True, L(lang, f"raised {case.expected.exc.__name__} as expected",
                                                      f"按预期抛出 {case.expected.exc.__name__}"))
         hint = error_hints(err, lang) if error_hints else ""
+        if "Resource temporarily unavailable" in err or "can't start new thread" in err:
+            hint = L(lang, "Note: the sandbox allows a few processes/threads only; grading needs no fork().",
+                     "注意：沙箱只允许少量进程/线程；评测不需要 fork()。")
+        elif res.get("memory") or err.startswith("MemoryError"):
+            hint = L(lang, "Note: the sandbox's memory limit was reached (about 1 GiB beyond what torch needs).",
+                     "注意：触及沙箱的内存上限（torch 自身之外约 1 GiB）。")
         return TestResult(case.name, False, L(lang, f"called {call}\nit raised:\n{err}", f"调用 {call}\n抛出异常：\n{err}")
                           + (("\n" + hint) if hint else ""))
     got = res.get("out")

@@ -280,9 +280,10 @@ class Sandbox:
             return Outcome("import_error", str(final["import_error"]))
         if not bodies:
             return Outcome("crashed", f"the sandbox could not start (exit code {rc})")
-        if rc is not None and rc < 0 and -rc in (signal.SIGXCPU, signal.SIGKILL) and -rc == signal.SIGXCPU:
+        sig = -rc if rc is not None and rc < 0 else (rc - 128 if rc is not None and rc > 128 else 0)   # bwrap: 128+n
+        if sig == signal.SIGXCPU:
             return Outcome("cpu", f"CPU time limit: more than {self.limits.cpu_s} s of CPU")
-        if rc == -signal.SIGKILL:
+        if sig == signal.SIGKILL:
             return Outcome("crashed", "the process was killed before it returned a result (SIGKILL; the memory "
                                       "or CPU limit, or the code killed itself)")
         return Outcome("crashed", f"the process ended without a result (exit code {rc})")

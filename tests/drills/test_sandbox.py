@@ -45,11 +45,16 @@ def _run(code: str, limits: Limits = FAST, cases=None, warm: bool = False):
     return out, elapsed
 
 
-def test_infinite_loop_hits_the_time_limit():
-    out, elapsed = _run("def f():\n    while True:\n        pass\n")
-    assert out.status in ("timeout", "cpu"), out
-    assert elapsed < FAST.wall_s + 5
+def test_infinite_loop_hits_the_cpu_limit():
+    out, elapsed = _run("def f():\n    while True:\n        pass\n", Limits(wall_s=8, cpu_s=1))
+    assert out.status == "cpu" and "CPU time limit" in out.message, out    # ~2 s of CPU (rlimit granularity)
+    assert elapsed < 8 + 3
 
+
+def test_sleeping_forever_hits_the_wall_clock():
+    out, elapsed = _run("import time\ndef f():\n    time.sleep(3600)\n", Limits(wall_s=1.5))
+    assert out.status == "timeout" and "time limit" in out.message, out
+    assert elapsed < 1.5 + 3
 
 def test_fork_bomb_is_contained_and_fully_killed():
     code = ("import os, time\n"
@@ -65,6 +70,12 @@ def test_fork_bomb_is_contained_and_fully_killed():
     out, elapsed = _run(code)
     assert out.status == "ok", out                      # fork() failed: the process limit held, for root too
     assert out.results[0]["out"] < FAST.nproc, out.results
+    assert elapsed < FAST.wall_s + 5
+
+
+def test_plain_fork_bomb_gets_a_verdict():
+    out, elapsed = _run("import os\ndef f():\n    while True:\n        os.fork()\n")
+    assert out.status == "ok" and "Resource temporarily unavailable" in out.results[0]["error"], out
     assert elapsed < FAST.wall_s + 5
 
 
