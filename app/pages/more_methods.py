@@ -10,7 +10,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
-from app.i18n import page_title, t  # noqa: E402
+from app.i18n import page_title, pick, t  # noqa: E402
 from app.labview import lab_panel  # noqa: E402
 from labs.experiments import landscape as L  # noqa: E402
 
@@ -95,7 +95,7 @@ def render_result(run) -> None:
         st.info(t("more.res.empty"))
         return
     st.markdown(f"#### {t('more.res.summary')}")
-    rows = [{t("more.res.method"): r["label"], t("more.res.params"): r["trainable_params"],
+    rows = [{t("more.res.method"): pick(r["label"]), t("more.res.params"): r["trainable_params"],
              t("more.res.base_acc"): r["base"]["eval_accuracy"], t("more.res.final_acc"): r["final"]["eval_accuracy"],
              t("more.res.choice_acc"): r["final"].get("choice_accuracy"), t("more.res.loss"): r["final"]["eval_loss"],
              t("more.res.s_step"): r["seconds_per_step"], t("more.res.start"): r["start"]["max_abs_logit_diff"],
@@ -104,7 +104,7 @@ def render_result(run) -> None:
     st.caption(t("more.res.chance", chance=f"{res.get('chance', 0):.2f}", task=res.get("task", "")))
     st.markdown(f"#### {t('more.res.memory')}")
     fig = make_subplots(rows=1, cols=1)
-    labels = [r["label"] for r in methods.values()]
+    labels = [pick(r["label"]) for r in methods.values()]
     for cat in MEMORY:
         fig.add_bar(x=labels, y=[r["memory"][cat] / 2**20 for r in methods.values()], name=t(f"more.mem.{cat}"),
                     marker_color=COLORS[cat])
@@ -124,7 +124,7 @@ def render_result(run) -> None:
     if dense:
         st.markdown(f"#### {t('more.res.intruders')}")
         any_one = next(iter(dense.values()))
-        st.dataframe(pd.DataFrame([{t("more.res.method"): methods[m]["label"], t("more.res.intr_total"): v["total"],
+        st.dataframe(pd.DataFrame([{t("more.res.method"): pick(methods[m]["label"]), t("more.res.intr_total"): v["total"],
                                     t("more.res.intr_with"): f"{v['with_any']} / {v['matrices']}"}
                                    for m, v in dense.items()]), hide_index=True, use_container_width=True)
         st.caption(t("more.res.intr_note", k=any_one["k"], eps=any_one["eps"]))

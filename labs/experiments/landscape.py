@@ -26,6 +26,7 @@ import time
 import torch
 
 from labs.experiments import Context, Lab
+from labs.methods.registry import SPECS
 from labs.params import Param
 from labs.tasks import TASKS, encode, get_task
 from labs.toolkit import SeriesEmitter, memory_breakdown, median_step_seconds
@@ -34,9 +35,8 @@ from labs.train import Cancelled, TrainConfig, train
 METHODS = ("full", "lora", "pissa", "qlora", "loftq", "galore", "ia3", "vera")
 PRESETS = {"all": METHODS, "lora-inits": ("lora", "pissa", "qlora", "loftq"),
            "smallest": ("lora", "ia3", "vera"), "optimizer-side": ("full", "lora", "galore")}
-LABELS = {"full": "Full FT", "lora": "LoRA", "pissa": "PiSSA", "qlora": "QLoRA", "loftq": "LoftQ",
-          "galore": "GaLore", "ia3": "IA³", "vera": "VeRA"}
-# peak learning rate (AdamW, cosine) per method: full FT and GaLore move every weight; vectors need more
+# peak learning rate (AdamW, cosine) per method, tuned for this lab's 40-step quick run (labs.methods.registry's
+# defaults are 1e-2 for all but full FT): full FT and GaLore move every weight; IA³'s and VeRA's vectors need more
 LR = {"full": 1e-3, "lora": 1e-2, "pissa": 1e-2, "qlora": 1e-2, "loftq": 1e-2, "galore": 1e-2, "ia3": 3e-1,
       "vera": 2e-1}
 PROBE = 16                      # eval prompts whose logits check "PiSSA starts at the base"
@@ -185,7 +185,7 @@ def run(p: dict, ctx: Context) -> dict:
                           device=ctx.device, optimizer=opt)
         res = train(model, tok, task, cfg, param_groups=groups, on_event=emitter.part(i, method), should_stop=ctx.should_stop)
         results[method] = {
-            "label": LABELS[method], "lr": cfg.lr, "init_seconds": init_seconds,
+            "label": SPECS[method].label, "lr": cfg.lr, "init_seconds": init_seconds,
             "trainable_params": res["trainable_params"], "total_params": res["total_params"],
             "start": start, "base": res["base"], "final": res["final"],
             "seconds_per_step": median_step_seconds(res["history"], {e["step"] for e in res["evals"]}),

@@ -115,10 +115,21 @@ SPECS: dict[str, MethodSpec] = {s.name: s for s in (
                compare=True, page="adapters"),
     MethodSpec("ia3", {"en": "(IA)³", "zh": "(IA)³"}, "labs.methods.ia3:apply", 1e-2,
                merge="labs.methods.ia3:merge_and_unload", code=("labs/methods/ia3.py", "labs/methods/inject.py"),
-               budget="ia3"),
+               budget="ia3", page="more-methods"),
     MethodSpec("vera", {"en": "VeRA", "zh": "VeRA"}, "labs.methods.vera:apply", 1e-2,
                merge="labs.methods.vera:merge_and_unload", code=("labs/methods/vera.py", "labs/methods/inject.py"),
-               budget="vera"),
+               budget="vera", page="more-methods"),
+    MethodSpec("pissa", {"en": "PiSSA", "zh": "PiSSA"}, "labs.methods.lora:apply", 1e-2, {"init": "pissa"},
+               merge="labs.methods.lora:merge_and_unload", settings=LORA_SETTINGS,
+               code=LORA_CODE + ("labs/methods/lora_init.py",), kernels=LORA_KERNELS, page="more-methods"),
+    MethodSpec("loftq", {"en": "LoftQ", "zh": "LoftQ"}, "labs.methods.qlora:apply", 1e-2, {"init": "loftq"},
+               merge="labs.methods.qlora:merge_and_unload",
+               settings=LORA_SETTINGS + ("quant_type", "blocksize", "double_quant", "loftq_iter"),
+               code=("labs/methods/qlora.py", "labs/methods/lora.py", "labs/methods/lora_init.py",
+                     "labs/methods/inject.py"), kernels=NF4_KERNELS, page="more-methods"),
+    # GaLore is an optimizer, not an adapter: every weight trains (apply None, like "full"); labs.methods.galore
+    MethodSpec("galore", {"en": "GaLore", "zh": "GaLore"}, None, 1e-2, merge="labs.methods.registry:unchanged",
+               code=("labs/methods/galore.py",), page="more-methods"),
 )}
 
 METHODS = tuple(n for n, s in SPECS.items() if s.apply)          # what get_method / apply_method accept

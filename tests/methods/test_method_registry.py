@@ -86,7 +86,8 @@ def test_compare_builds_every_method_through_its_spec():
 MERGE_CFG = {"lora": dict(r=2, lora_alpha=4), "rslora": dict(r=2, lora_alpha=4), "dora": dict(r=2, lora_alpha=4),
              "qlora": dict(r=2, lora_alpha=4, target_modules=["q_proj"], blocksize=32),
              "adalora": dict(total_step=4, init_r=3, target_r=1, target_modules=["q_proj", "v_proj"]),
-             "ia3": dict(), "vera": dict(r=4)}
+             "ia3": dict(), "vera": dict(r=4), "pissa": dict(r=2, lora_alpha=4),
+             "loftq": dict(r=2, lora_alpha=4, target_modules=["q_proj"], blocksize=32)}
 
 
 @pytest.mark.parametrize("name", [n for n, s in SPECS.items() if s.mergeable and s.apply])

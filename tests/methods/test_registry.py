@@ -16,6 +16,7 @@ CFG = {
     "llama-adapter": dict(adapter_len=3),
     "ia3": dict(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"]),
     "vera": dict(r=4, target_modules=["q_proj", "v_proj"]),
+    "pissa": dict(r=2, lora_alpha=4), "loftq": dict(r=2, lora_alpha=4, target_modules=["q_proj"], loftq_iter=2),
 }
 
 
