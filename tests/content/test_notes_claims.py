@@ -125,3 +125,15 @@ def test_schema_errors_name_the_claim_and_field(data, mutate, match):
     mutate(bad)
     with pytest.raises(errata.ClaimError, match=match):
         errata._validate(bad)
+
+
+def test_every_link_target_is_a_registered_page(data):
+    from app import page_registry
+    pages = page_registry.load().pages
+    targets = {c["page"] for c in data["claims"]} | {s["page"] for s in data["sections"].values()}
+    assert targets <= set(pages), targets - set(pages)
+    for c in data["claims"]:
+        for e in c["evidence"]:
+            if e["kind"] == "lab":        # the lab link opens the page that runs this lab's panel
+                assert e["lab"] in pages[e["page"]].labs, (c["id"], e["page"], e["lab"])
+                assert errata.lab_params(e), c["id"]
