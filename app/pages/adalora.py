@@ -1,24 +1,20 @@
 """Concept page: AdaLoRA. Text from content/pages/adalora/; the budget schedule you shape is the one the lab runs."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+from plotly.subplots import make_subplots
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-import torch  # noqa: E402
-from plotly.subplots import make_subplots  # noqa: E402
-
-from app import labview  # noqa: E402
-from app.i18n import page_title, pick, t  # noqa: E402
-from app.ui import concept_section, topic_cards  # noqa: E402
-from labs.experiments import get_lab  # noqa: E402
-from labs.experiments.adalora import MODULE_ORDER, TARGETS, check, schedule  # noqa: E402
-from labs.methods.inject import layer_index, module_type, preset  # noqa: E402
-from labs.params import ParamError  # noqa: E402
+from app import labview
+from app.concept import Concept, base_model, render
+from app.i18n import pick, t
+from app.ui import concept_section, topic_cards
+from labs.experiments import get_lab
+from labs.experiments.adalora import MODULE_ORDER, TARGETS, check, schedule
+from labs.methods.inject import layer_index, module_type, preset
+from labs.params import ParamError
 
 PAGE, LAB_ID = "adalora", "adalora"
 SCHEDULE_FIELDS = ("steps", "init_r", "target_r", "tinit", "tfinal", "deltaT", "target_modules")
@@ -28,13 +24,9 @@ TOY_MATRICES = 6
 @st.cache_resource(show_spinner=False)
 def target_counts() -> dict[str, int]:
     """How many matrices each target_modules choice adapts in the bundled model (tiny Llama if absent)."""
-    from labs.base import load_base, tiny_llama
     from labs.methods import inject
 
-    try:
-        model, _ = load_base()
-    except (FileNotFoundError, OSError):
-        model = tiny_llama()
+    model, _ = base_model()
     return {k: len(inject.match_targets(model, preset(k))) for k in TARGETS}
 
 
@@ -158,28 +150,31 @@ def heatmap(a: dict, run_id: int) -> None:
     st.plotly_chart(fig, key=f"ada.heat.{run_id}.{idx}")
 
 
-st.title(page_title("adalora"))
-concept_section(PAGE, "why")
-concept_section(PAGE, "math")
-st.subheader(t("concept.section.picture"))
-schedule_values = schedule_controls()
-picture(schedule_values)
-concept_section(PAGE, "lab")
-st.caption(pick(get_lab(LAB_ID).summary))
-st.caption(t("ada.lab.fixed"))
-_lab = get_lab(LAB_ID)
-_fallback = {k: {**{p.name: p.default for p in _lab.params}, **_lab.quick}[k] for k in SCHEDULE_FIELDS}
-form = labview.params_form(LAB_ID, fixed=schedule_values or _fallback)
-if form is not None and schedule_values is not None:
-    try:
-        check(form)
-    except ParamError as err:
-        st.error(t("lab.bad_param", field=err.field, message=str(err)))
-        form = None
-labview.start_button(LAB_ID, form if schedule_values is not None else None)
-labview.live(LAB_ID, render_result)
-with st.expander(t("lab.history")):
-    labview.history(LAB_ID)
-concept_section(PAGE, "seen")
-concept_section(PAGE, "interview")
-topic_cards("adalora", "ada.cards")
+def schedule_picture() -> None:
+    """The schedule widgets, then its picture; the lab below runs exactly this schedule."""
+    SHAPED["values"] = schedule_controls()
+    picture(SHAPED["values"])
+
+
+def lab() -> None:
+    """The lab panel with the schedule fields fixed to the picture's (the lab's --quick values if those are invalid)."""
+    schedule_values = SHAPED.get("values")
+    spec = get_lab(LAB_ID)
+    st.caption(pick(spec.summary))
+    st.caption(t("ada.lab.fixed"))
+    fallback = {k: {**{p.name: p.default for p in spec.params}, **spec.quick}[k] for k in SCHEDULE_FIELDS}
+    form = labview.params_form(LAB_ID, fixed=schedule_values or fallback)
+    if form is not None and schedule_values is not None:
+        try:
+            check(form)
+        except ParamError as err:
+            st.error(t("lab.bad_param", field=err.field, message=str(err)))
+            form = None
+    labview.start_button(LAB_ID, form if schedule_values is not None else None)
+    labview.live(LAB_ID, render_result)
+    with st.expander(t("lab.history")):
+        labview.history(LAB_ID)
+
+
+SHAPED: dict = {}      # this rerun's schedule, shared by the picture and the lab
+render(Concept(PAGE, schedule_picture, layout="own", labs=[lab], cards=lambda: topic_cards("adalora", "ada.cards")))

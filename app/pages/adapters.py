@@ -6,22 +6,15 @@ layer) → lab (Houlsby vs LLaMA-Adapter vs LoRA, trained live) → what you sho
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from app.i18n import lang, page_title, t  # noqa: E402
-from app.labview import lab_panel  # noqa: E402
-from app.ui import concept_section, related_cards  # noqa: E402
-from labs.experiments.adapters import SERIES, formula  # noqa: E402
-from labs.inference_cost import model_configs  # noqa: E402
+from app.concept import Concept, base_model, render
+from app.i18n import t
+from app.ui import concept_section, related_cards
+from labs.experiments.adapters import SERIES, formula
+from labs.inference_cost import model_configs
 
 PAGE, LAB = "adapters", "adapters"
 BASE_OPS = ["RMSNorm", "attention", "+ residual", "RMSNorm", "MLP", "+ residual"]
@@ -42,18 +35,11 @@ def _timeline() -> go.Figure:
     return fig
 
 
-@st.cache_resource(show_spinner=False)
-def _bundled():
-    from labs.base import load_base
-
-    return load_base()
-
-
 def gated_attention(K: int, gate: float, seed: int, text: str):
     """(tokens, attention on them, on the K gated prompts, prompt/token output ratio): labs.methods.adapters."""
     from labs.methods.adapters import gated_attention as probe
 
-    model, tok = _bundled()
+    model, tok = base_model()
     r = probe(model, tok, text, K, gate, seed)
     return r["tokens"], r["token_attention"], r["prompt_attention"], r["prompt_over_token"]
 
@@ -159,13 +145,4 @@ def card_links() -> None:
     related_cards(lambda c: c.topic == PAGE, "ad.cards", "ad.cards_unavailable", subheader=True)
 
 
-st.title(page_title("adapters"))
-concept_section(PAGE, "why")
-concept_section(PAGE, "math")
-st.subheader(t("concept.section.picture"))
-picture()
-concept_section(PAGE, "lab")
-lab_panel(LAB, render_result=render_result)
-concept_section(PAGE, "seen")
-concept_section(PAGE, "interview")
-card_links()
+render(Concept(PAGE, picture, layout="own", labs=[(LAB, render_result)], cards=card_links))

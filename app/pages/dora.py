@@ -1,52 +1,26 @@
 """Concept page: DoRA. Text from content/pages/dora/; picture on a real weight of the bundled model; lab `dora`."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import streamlit as st
+from plotly.subplots import make_subplots
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-from plotly.subplots import make_subplots  # noqa: E402
-
-from app.i18n import page_title, t  # noqa: E402
-from app.labview import lab_panel  # noqa: E402
-from app.ui import concept_section, topic_cards  # noqa: E402
-from labs.experiments.dora import decomposition_picture  # noqa: E402
+from app.concept import Concept, base_linears, render
+from app.i18n import t
+from app.ui import topic_cards
+from labs.experiments.dora import decomposition_picture
 
 PAGE = "dora"
 COLORS = {"full-ft": "#636efa", "lora": "#ef553b", "dora": "#00cc96"}
 
 
-@st.cache_resource(show_spinner=False)
-def target_weights() -> tuple[dict, str | None]:
-    """{module name: W0 (out, in)} of every decoder linear of the bundled model (a random tiny Llama if absent)."""
-    from torch import nn
-
-    from labs.base import load_base, tiny_llama
-
-    note = None
-    try:
-        model, _ = load_base()
-    except (FileNotFoundError, OSError) as err:
-        model, note = tiny_llama(), str(err)
-    head = model.get_output_embeddings()
-    weights = {n: m.weight.detach().clone() for n, m in model.named_modules()
-               if isinstance(m, nn.Linear) and m is not head}
-    return weights, note
-
-
 @st.cache_data(show_spinner=False, max_entries=256)
 def picture_data(name: str, r: int, size: float, mag: float) -> dict:
-    return decomposition_picture(target_weights()[0][name], r, size, mag, seed=0)
+    return decomposition_picture(base_linears()[name], r, size, mag, seed=0)
 
 
 def picture() -> None:
-    st.subheader(t("concept.section.picture"))
-    weights, note = target_weights()
-    if note:
-        st.warning(t("dora.no_model", error=note))
+    weights = base_linears()
     names = list(weights)
     c1, c2, c3, c4 = st.columns(4)
     name = c1.selectbox(t("dora.pic.matrix"), names, index=0, key="dora.pic.matrix")
@@ -81,7 +55,6 @@ def picture() -> None:
     st.plotly_chart(fig, key="dora.pic.fig")
     slope = {k: v["slope"] for k, v in pic["cloud_slope"].items()}
     st.caption(t("dora.pic.slopes", lora=_num(slope["lora"]), dora=_num(slope["dora"])))
-    concept_section(PAGE, "picture", header=False)
 
 
 def _num(x, fmt: str = ".3g") -> str:
@@ -142,15 +115,7 @@ def render_result(run) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
 
 
-st.title(page_title("dora"))
-concept_section(PAGE, "why")
-concept_section(PAGE, "math")
-st.latex(r"W' = m\,\frac{W_0 + sBA}{\lVert W_0 + sBA \rVert_c},\qquad "
-         r"\Delta M = \tfrac{1}{k}\textstyle\sum_n |m^n_t - m^n_0|,\quad "
-         r"\Delta D = \tfrac{1}{k}\textstyle\sum_n \big(1 - \cos(W^n_t, W^n_0)\big)")
-picture()
-concept_section(PAGE, "lab")
-lab_panel("dora", render_result=render_result)
-concept_section(PAGE, "seen")
-concept_section(PAGE, "interview")
-topic_cards("dora", "dora.cards")
+render(Concept(PAGE, picture, labs=[("dora", render_result)], cards=lambda: topic_cards("dora", "dora.cards"),
+               equation=r"W' = m\,\frac{W_0 + sBA}{\lVert W_0 + sBA \rVert_c},\qquad "
+                        r"\Delta M = \tfrac{1}{k}\textstyle\sum_n |m^n_t - m^n_0|,\quad "
+                        r"\Delta D = \tfrac{1}{k}\textstyle\sum_n \big(1 - \cos(W^n_t, W^n_0)\big)"))

@@ -2,21 +2,16 @@
 simulation (instant); lab `serving` (merge-swap vs per-group vs batched BGMV/SGMV, measured)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-from plotly.subplots import make_subplots  # noqa: E402
-
-from app.i18n import page_title, t  # noqa: E402
-from app.labview import lab_panel  # noqa: E402
-from app.ui import concept_section, topic_cards  # noqa: E402
-from labs.experiments.serving import TARGETS, cache_hit_rate, memory_curve  # noqa: E402
-from labs.serving import STRATEGIES  # noqa: E402
+from app.concept import Concept, render
+from app.i18n import t
+from app.ui import topic_cards
+from labs.experiments.serving import TARGETS, cache_hit_rate, memory_curve
+from labs.serving import STRATEGIES
 
 PAGE = "serving"
 COLORS = {"merge_swap": "#636efa", "per_group": "#ef553b", "batched": "#00cc96", "merged": "#ab63fa"}
@@ -27,7 +22,6 @@ def _gb(n: float) -> str:
 
 
 def picture() -> None:
-    st.subheader(t("concept.section.picture"))
     c1, c2, c3, c4 = st.columns(4)
     preset = c1.selectbox(t("serving.pic.model"), ["llama-7b", "bundled"], key="serving.pic.model")
     k_max = c2.slider(t("serving.pic.adapters"), 1, 256, 16, key="serving.pic.adapters")
@@ -64,7 +58,6 @@ def picture() -> None:
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
     st.plotly_chart(fig, key="serving.pic.fig")
     st.caption(t("serving.pic.passes", groups=len(set(rows)), rows=len(rows)))
-    concept_section(PAGE, "picture", header=False)
 
 
 def render_result(run) -> None:
@@ -113,19 +106,12 @@ def render_result(run) -> None:
         st.plotly_chart(fig, key=f"serving.{key}.{run.id}")
 
 
-st.title(page_title("serving"))
-concept_section(PAGE, "why")
-concept_section(PAGE, "math")
-st.latex(r"y_i = W_0 x_i + s_{a(i)}\,B_{a(i)}\big(A_{a(i)} x_i\big),\qquad "
-         r"M_{\text{merged}} = K\,M_0 \;\;\text{vs}\;\; M_{\text{shared}} = M_0 + K_{\text{gpu}}\,M_a")
-try:
-    picture()
-except (ValueError, FileNotFoundError, OSError) as err:   # e.g. no bundled config: say so, no traceback
-    st.error(t("serving.pic.error", error=str(err)))
-concept_section(PAGE, "lab")
-lab_panel("serving", render_result=render_result)
-concept_section(PAGE, "seen")
-concept_section(PAGE, "interview")
-st.markdown(t("serving.vllm"))
-topic_cards(PAGE, "serving.cards")
-st.markdown(f"[{t('serving.all_cards')}](/flashcards?topic={PAGE})")
+def cards() -> None:
+    st.markdown(t("serving.vllm"))
+    topic_cards(PAGE, "serving.cards")
+    st.markdown(f"[{t('serving.all_cards')}](/flashcards?topic={PAGE})")
+
+
+render(Concept(PAGE, picture, labs=[("serving", render_result)], cards=cards,
+               equation=r"y_i = W_0 x_i + s_{a(i)}\,B_{a(i)}\big(A_{a(i)} x_i\big),\qquad "
+                        r"M_{\text{merged}} = K\,M_0 \;\;\text{vs}\;\; M_{\text{shared}} = M_0 + K_{\text{gpu}}\,M_a"))

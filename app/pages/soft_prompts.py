@@ -6,22 +6,15 @@ what you should have seen → interview angle → flashcards.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from app.i18n import lang, page_title, t  # noqa: E402
-from app.labview import lab_panel  # noqa: E402
-from app.ui import concept_section, related_cards  # noqa: E402
-from labs.experiments.soft_prompts import SERIES, formula, geometry  # noqa: E402
-from labs.inference_cost import model_configs  # noqa: E402
+from app.concept import Concept, render
+from app.i18n import t
+from app.ui import concept_section, related_cards
+from labs.experiments.soft_prompts import SERIES, formula, geometry
+from labs.inference_cost import model_configs
 
 PAGE, LAB = "soft-prompts", "soft-prompts"
 METHODS = ("prompt", "prefix", "ptuning-v2")
@@ -157,13 +150,4 @@ def card_links() -> None:
     related_cards(lambda c: c.topic == PAGE, "sp.cards", "sp.cards_unavailable", subheader=True)
 
 
-st.title(page_title("soft-prompts"))
-concept_section(PAGE, "why")
-concept_section(PAGE, "math")
-st.subheader(t("concept.section.picture"))
-picture()
-concept_section(PAGE, "lab")
-lab_panel(LAB, render_result=render_result)
-concept_section(PAGE, "seen")
-concept_section(PAGE, "interview")
-card_links()
+render(Concept(PAGE, picture, layout="own", labs=[(LAB, render_result)], cards=card_links))
