@@ -14,6 +14,8 @@ in one process group (starting N processes costs more than a short run on a CPU)
 """
 from __future__ import annotations
 
+import copy
+import functools
 import statistics
 
 import torch
@@ -26,10 +28,10 @@ COUNTED_STEPS = 2          # collectives are counted on the first steps only: th
 
 def build(method: str, r: int, seed: int):
     """(model, tokenizer): the base with every weight trainable (``full``) or frozen + LoRA on all linears."""
-    from labs.base import load_base
     from labs.methods import lora
 
-    model, tok = load_base()
+    base, tok = _base()
+    model = copy.deepcopy(base)                      # a fresh copy per variant: loading from disk once is enough
     if method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
@@ -37,6 +39,13 @@ def build(method: str, r: int, seed: int):
         torch.manual_seed(seed)                      # lora_A ~ kaiming(seed): the same on every rank
         lora.apply(model, r=r, lora_alpha=2 * r, target_modules="all-linear")
     return model, tok
+
+
+@functools.lru_cache(maxsize=1)
+def _base():
+    from labs.base import load_base
+
+    return load_base()
 
 
 def decoder_layers(model) -> list[torch.nn.Module]:
