@@ -133,6 +133,13 @@ def _print_summary(r: dict) -> None:
     for key in ("base", "final"):
         if isinstance(r.get(key), dict):
             print(f"{key:6s} eval loss {r[key]['eval_loss']:.4f}  accuracy {r[key]['eval_accuracy']:.3f}")
+    for group in ("methods", "variants", "runs"):          # labs that train several variants: one row each
+        rows = r.get(group)
+        if isinstance(rows, dict) and all(isinstance(v, dict) and "final" in v for v in rows.values()):
+            for name, v in rows.items():
+                print(f"{name:14s} trainable {v.get('trainable_params', 0):>11,}  accuracy "
+                      f"{v['base']['eval_accuracy']:.3f} -> {v['final']['eval_accuracy']:.3f}  eval loss "
+                      f"{v['final']['eval_loss']:.4f}")
 
 
 def cmd_pretrain(args) -> int:
