@@ -56,6 +56,8 @@ def test_projector_refreshes_every_gap_steps():
         seen.append(opt.state[w]["projector"].clone())
     changed = [not torch.equal(seen[i], seen[i - 1]) for i in range(1, 7)]
     assert changed == [False, False, True, False, False, True]          # new SVD at steps 4 and 7 (0-based 3, 6)
+    # measured state: moments (3, 12) twice + projector (8, 3), fp32; the step counter is not a tensor
+    assert galore.state_bytes(opt) == {"moments": 2 * 3 * 12 * 4, "projectors": 8 * 3 * 4, "total": 2 * 3 * 12 * 4 + 8 * 3 * 4}
 
 
 def test_state_is_smaller_than_adamw_and_training_lowers_the_loss():
