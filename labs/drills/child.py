@@ -242,7 +242,7 @@ def main() -> int:
         import torch
 
         torch.set_num_threads(1)
-    import resource  # noqa: F401  (before the uid drop, like every module the harness needs)
+    import resource  # before the uid drop, like every module the harness needs
     out.write(encode({"ready": True}))
     out.flush()
     job = decode(read_frame(sys.stdin.buffer))
@@ -281,7 +281,8 @@ def main() -> int:
         finally:
             if os.getpid() != me:                       # a process the submission forked: never reports
                 os._exit(0)
-    out.write(encode({"results": results}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out.write(encode({"results": results, "cpu_s": usage.ru_utime + usage.ru_stime}))
     out.flush()
     return 0
 

@@ -25,11 +25,13 @@ class Report:
     message: str = ""                 # the whole-run verdict when the tests could not run
     output: str = ""                  # what the submission printed (capped)
     perf: dict = field(default_factory=dict)
+    sandbox_cpu_s: float | None = None   # CPU the sandboxed process used (its torch import included)
 
     def to_dict(self) -> dict:
         return {"drill": self.drill, "passed": self.passed, "tests": [t.to_dict() for t in self.tests],
                 "seconds": round(self.seconds, 3), "seed": self.seed, "status": self.status,
-                "message": self.message, "output": self.output, "perf": self.perf}
+                "message": self.message, "output": self.output, "perf": self.perf,
+                "sandbox_cpu_s": self.sandbox_cpu_s}
 
 
 VERDICTS = {
@@ -101,7 +103,7 @@ def check(drill_id: str, code: str, lang: str = "en", seed: int | None = None, s
              for c, r in zip(cases, outcome.results)]
     perf = _perf(cases, tests) if drill.perf and all(t.passed for t in tests) else {}
     return Report(drill_id, all(t.passed for t in tests), tests, time.perf_counter() - t0, seed, "ok", "",
-                  outcome.output, perf)
+                  outcome.output, perf, outcome.cpu_s)
 
 
 def _perf(cases, tests) -> dict:

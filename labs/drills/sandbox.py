@@ -62,6 +62,7 @@ class Outcome:
     results: list = field(default_factory=list)
     output: str = ""
     seconds: float = 0.0          # wall time from sending the job to the verdict
+    cpu_s: float | None = None    # CPU time of the sandboxed process (torch import included)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -183,8 +184,14 @@ class Sandbox:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def kill(self) -> None:
-        """SIGKILL bwrap; --die-with-parent and the PID namespace take every process of the sandbox with it."""
+    def kill(self, grace: float = 0.0) -> None:
+        """SIGKILL bwrap (after `grace` seconds to exit by itself, so its CPU time is accounted to us);
+        --die-with-parent and the PID namespace take every process of the sandbox with it."""
+        if grace and self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc.poll() is None:
             try:
                 self.proc.kill()
@@ -258,7 +265,7 @@ class Sandbox:
                         new = []
                     frames += new
         seconds = time.perf_counter() - (deadline - lim.wall_s if deadline else t0)
-        self.kill()
+        self.kill(grace=0.5 if verdict is None else 0.0)           # finished: let it exit; a verdict: kill now
         out = err.decode("utf-8", "replace")
         if verdict is None:
             verdict = self._verdict(frames)
@@ -275,7 +282,8 @@ class Sandbox:
                 return Outcome("protocol", f"the sandbox wrote something that is not a result ({e})")
         final = bodies[-1] if bodies else {}
         if isinstance(final, dict) and "results" in final and isinstance(final["results"], list):
-            return Outcome("ok", results=final["results"])
+            cpu = final.get("cpu_s")
+            return Outcome("ok", results=final["results"], cpu_s=float(cpu) if isinstance(cpu, (int, float)) else None)
         if isinstance(final, dict) and "import_error" in final:
             return Outcome("import_error", str(final["import_error"]))
         if not bodies:
