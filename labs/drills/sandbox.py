@@ -260,7 +260,7 @@ class Sandbox:
                                                       f"{lim.result_bytes >> 20} MiB")
                     try:
                         new, buf = split_frames(buf)
-                    except (WireError, ValueError, KeyError) as e:
+                    except (WireError, ValueError, KeyError, TypeError, RecursionError) as e:
                         verdict = Outcome("protocol", f"the sandbox wrote something that is not a result ({e})")
                         new = []
                     frames += new
@@ -278,7 +278,7 @@ class Sandbox:
         for f in frames:
             try:
                 bodies.append(decode(f))
-            except (WireError, ValueError, KeyError) as e:
+            except (WireError, ValueError, KeyError, TypeError, RecursionError) as e:
                 return Outcome("protocol", f"the sandbox wrote something that is not a result ({e})")
         final = bodies[-1] if bodies else {}
         if isinstance(final, dict) and "results" in final and isinstance(final["results"], list):

@@ -177,3 +177,40 @@ def test_warm_sandbox_grades_and_torch_50gb_is_refused():
     assert out.status == "ok", out
     assert torch.equal(out.results[0]["out"], x * 2)
     assert "allocate" in out.results[1]["error"], out.results[1]
+
+
+def test_no_bwrap_means_no_code_runs_and_says_why(monkeypatch):
+    from labs.drills import runner, sandbox
+
+    monkeypatch.setattr(sandbox, "_bwrap", lambda: None)
+    monkeypatch.setattr(sandbox, "_probe", None)
+    report = runner.check("kv-cache-gqa", "def kv_cache_bytes(*a):\n    return 0\n")
+    assert report.status == "refused" and not report.passed and "bubblewrap" in report.message
+
+
+def test_code_is_allowed_on_loopback_only_unless_the_operator_says_so():
+    from labs.drills.sandbox import code_allowed
+
+    assert code_allowed("localhost", {})[0] and code_allowed("127.0.0.1", {})[0] and code_allowed("::1", {})[0]
+    assert not code_allowed("0.0.0.0", {})[0] and not code_allowed(None, {})[0]
+    assert code_allowed("0.0.0.0", {"PEFTLAB_ALLOW_CODE": "1"})[0]
+    assert not code_allowed("localhost", {"PEFTLAB_ALLOW_CODE": "0"})[0]
+
+
+def test_a_forged_result_stream_is_a_verdict_not_a_crash():
+    code = ("import os\n"
+            "def f():\n"
+            "    for fd in range(3, 12):\n"
+            "        try:\n"
+            "            os.write(fd, b'PLDR\\x00\\x00\\x00\\x02{}garbage')\n"
+            "        except OSError:\n"
+            "            pass\n"
+            "    return 1\n")
+    out, _ = _run(code)
+    assert out.status == "protocol", out
+    from labs.drills.child import WireError, decode, encode
+
+    huge = encode({"out": 0}).replace(b'{"body": {"__dict__": [["out", 0]]}, "sizes": []}',
+                                      b'{"body": {"__t__": 0, "dtype": "float32", "shape": [1000000000]}, "sizes": [4]}')
+    with pytest.raises(WireError):                       # claims 4 GB, holds 4 bytes: refused, nothing allocated
+        decode(huge[:4] + len(huge[8:]).to_bytes(4, "big") + huge[8:] + b"\0" * 4)
