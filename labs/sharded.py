@@ -121,7 +121,8 @@ def run_variant(spec: dict, strategy: str, method: str, rank: int, world_size: i
                 step_context=Counting), on_event=lambda e: emit({**e, "series": series}), should_stop=should_stop)
     opt_bytes = res["history"][-1]["optimizer_bytes"]
     elapsed = [h["elapsed"] for h in res["history"]]
-    times = [b - a for a, b in zip(elapsed, elapsed[1:])][COUNTED_STEPS:] or [elapsed[-1]]
+    durations = [elapsed[0]] + [b - a for a, b in zip(elapsed, elapsed[1:])]     # step k took durations[k-1]
+    times = durations[COUNTED_STEPS:] or durations                                 # the steps without counters
     return {"strategy": strategy, "method": method, "series": series, "rank": rank,
             "losses": [h["loss"] for h in res["history"]],
             "memory": {"weights": local["params"], "gradients": local["grads"], "optimizer": opt_bytes},
