@@ -151,7 +151,7 @@ def run(p: dict, ctx: Context) -> dict:
     every = memory + comm
     return {"task": p["task"], "device": str(device), "backend": backend_for(device.type), "world_size": ws,
             "torch_threads_per_rank": max(1, threads // ws) if device.type == "cpu" else threads,
-            "trainable_params": {m: s["trainable_params"] for m, s in single.items()},
+            "trainable_params_by_method": {m: s["trainable_params"] for m, s in single.items()},
             "total_params": single[methods[0]]["total_params"],
             "max_loss_diff": max(diffs.values()), "loss_diff": diffs,
             "memory_check": memory, "comm_check": comm, "max_rel_err": max(e["rel_err"] for e in every),
