@@ -21,14 +21,30 @@ configure_threads()  # the free cores, not more: oversubscribed threads make eve
 
 import pytest  # noqa: E402
 
-FSDP_TINY = {"methods": "full+lora", "steps": 3, "batch_size": 4, "world_size": 2, "r": 4}
+FSDP_TINY = {"methods": "full+lora", "steps": 3, "batch_size": 4, "world_size": 2, "r": 4}   # = fsdp's Lab.tiny
 
 
 @pytest.fixture(scope="session")
-def fsdp_tiny_run():
+def tiny_run(tmp_path_factory):
+    """`tiny_run(lab_id)` → (result, events, out_dir) of `run_lab(lab_id, Lab.tiny)`, run once per test session and
+    shared by the lab contract suite (tests/labs/test_lab_contract.py), each lab's own tests and the page tests."""
+    from labs.experiments import Context, get_lab, run_lab
+
+    runs = {}
+
+    def get(lab_id: str):
+        if lab_id not in runs:
+            events, out = [], tmp_path_factory.mktemp(f"tiny-{lab_id}")
+            res = run_lab(lab_id, get_lab(lab_id).tiny, ctx=Context(emit=events.append, out_dir=str(out)))
+            runs[lab_id] = (res, events, out)
+        return runs[lab_id]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def fsdp_tiny_run(tiny_run):
     """One small run of lab `fsdp` (2 ranks, full FT + LoRA, 3 steps), shared by its lab test, the calculator's
     agreement test and the page test: (result, events)."""
-    from labs.experiments import Context, run_lab
-
-    events = []
-    return run_lab("fsdp", FSDP_TINY, ctx=Context(emit=events.append)), events
+    res, events, _ = tiny_run("fsdp")
+    return res, events
