@@ -145,7 +145,7 @@ if last:
             st.markdown(f"✅ `{x['name']}`")
         else:
             st.markdown(f"❌ `{x['name']}`")
-            st.code(x["message"], language=None)
+            st.code(x["message"], language=None, wrap_lines=True)
     if rep.get("perf"):
         p = rep["perf"]
         st.caption(t("dr.perf", case=p["case"], yours=p["yours_ms"], ref=p["reference_ms"], ratio=p["ratio"]))
@@ -162,7 +162,7 @@ if st.session_state.get(sol_key) or (last and not last["report"]["passed"]):
 if last or st.session_state.get(sol_key):
     with st.expander(t("dr.explanation"), expanded=bool(last and last["report"]["passed"])):
         st.markdown(drill.explanation[lg])
-links = t("dr.links", page=f"[/{drill.page}](/{drill.page})", lab=drill.lab or "—",
+links = t("dr.links", page=f"[{page_title(drill.page)}](/{drill.page})", lab=drill.lab or "—",
           cards=", ".join(f"[{c}](/flashcards?card={c})" for c in drill.cards))
 st.caption(links)
 
@@ -176,7 +176,7 @@ else:
                    t("dr.col.result"): "✅" if a["passed"] else "❌",
                    t("dr.col.tests"): f"{a['n_passed']}/{a['n_tests']}",
                    t("dr.col.seconds"): f"{a['seconds']:.2f}"} for a in past])
-    pick_at = st.selectbox(t("dr.load"), [a["id"] for a in past], key="drill_load_pick",
+    pick_at = st.selectbox(t("dr.attempt"), [a["id"] for a in past], key="drill_load_pick",
                            format_func=lambda i: next(datetime.fromtimestamp(a["at"], timezone.utc).strftime(
                                "%H:%M:%S") + (" ✅" if a["passed"] else " ❌") for a in past if a["id"] == i))
     if st.button(t("dr.load"), key="drill_load"):
