@@ -4,15 +4,14 @@ dimensions) → flashcards. Every number on the picture is computed from the wid
 lab comes from a run."""
 from __future__ import annotations
 
-from app.ui import concept_section, topic_cards  # first: puts the repo root on sys.path
+import pandas as pd
+import streamlit as st
+from plotly.subplots import make_subplots
 
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-from plotly.subplots import make_subplots  # noqa: E402
-
-from app.i18n import page_title, pick, t  # noqa: E402
-from app.labview import lab_panel  # noqa: E402
-from labs.experiments import landscape as L  # noqa: E402
+from app.concept import Concept, base_linears, render
+from app.i18n import pick, t
+from app.ui import topic_cards
+from labs.experiments import landscape as L
 
 PAGE = "more-methods"
 MEMORY = ("weights", "quant_constants", "trainable", "gradients", "optimizer")
@@ -20,29 +19,13 @@ COLORS = {"weights": "#9aa5b1", "quant_constants": "#f4a261", "trainable": "#2a9
           "optimizer": "#264653"}
 
 
-@st.cache_resource(show_spinner=False)
-def base_weights() -> dict:
-    """{module name: W (out, in)} of every decoder linear of the bundled model."""
-    from torch import nn
-
-    from labs.base import load_base
-
-    model, _ = load_base()
-    head = model.get_output_embeddings()
-    return {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, nn.Linear) and m is not head}
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def picture_data(name: str, r: int, loftq_iter: int, vera_r: int, ffn_input: bool) -> dict:
-    return L.picture(base_weights()[name], r=r, loftq_iter=loftq_iter, vera_r=vera_r, ffn_input=ffn_input)
+    return L.picture(base_linears()[name], r=r, loftq_iter=loftq_iter, vera_r=vera_r, ffn_input=ffn_input)
 
 
 def draw_picture() -> None:
-    try:
-        weights = base_weights()
-    except (FileNotFoundError, OSError, ValueError) as err:
-        st.error(t("more.no_base", error=str(err)))
-        return
+    weights = base_linears()
     names = list(weights)
     c1, c2 = st.columns(2)
     name = c1.selectbox(t("more.pic.matrix"), names, index=0, key="more.pic.matrix",
@@ -132,14 +115,9 @@ def render_result(run) -> None:
         st.warning(t("more.res.skipped", methods=", ".join(res["skipped"])))
 
 
-st.title(page_title(PAGE))
-concept_section(PAGE, "why")
-concept_section(PAGE, "math")
-st.subheader(t("concept.section.picture"))
-draw_picture()
-concept_section(PAGE, "picture", header=False)
-concept_section(PAGE, "lab")
-lab_panel("landscape", render_result=render_result)
-concept_section(PAGE, "seen")
-concept_section(PAGE, "interview")
-topic_cards("more-methods", "more.cards", limit=8)
+render(Concept(PAGE, draw_picture, labs=[("landscape", render_result)],
+               cards=lambda: topic_cards("more-methods", "more.cards", limit=8),
+               equation=r"\underbrace{W^{\text{res}} + sBA = W}_{\text{PiSSA}},\quad "
+                        r"\underbrace{\min_{Q,\,BA} \lVert W - \mathrm{deq}(Q) - sBA \rVert_F}_{\text{LoftQ}},\quad "
+                        r"\underbrace{\Delta W = \Lambda_b B \Lambda_d A}_{\text{VeRA}},\quad "
+                        r"\underbrace{W \leftarrow W - \eta\,\alpha\,P\,\mathrm{Adam}(P^\top G)}_{\text{GaLore}}"))
