@@ -21,7 +21,7 @@ from pathlib import Path
 
 from labs.drills import drill_ids, get_drill
 
-MAX_FILE_BYTES = 256 * 1024
+MAX_FILE_BYTES = 256 * 1024          # = labs.drills.runner.MAX_CODE_BYTES (not imported: it pulls in the sandbox)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -34,6 +34,8 @@ class Report:
                 "sandbox_cpu_s": self.sandbox_cpu_s}
 
 
+MAX_CODE_BYTES = 256 * 1024                  # a drill answer is a few KB; the page has no other cap
+
 VERDICTS = {
     "timeout": ("time limit", "超时"), "cpu": ("CPU limit", "CPU 时间超限"), "memory": ("memory limit", "内存超限"),
     "output": ("output limit", "输出超限"), "crashed": ("crashed", "进程崩溃"), "protocol": ("bad result", "结果无效"),
@@ -71,6 +73,11 @@ def check(drill_id: str, code: str, lang: str = "en", seed: int | None = None, s
     """Grade `code` for drill `drill_id`. `sandbox`: one already started (warm); `runner`: tests only."""
     t0 = time.perf_counter()
     drill = get_drill(drill_id)
+    if len(code.encode("utf-8", "replace")) > MAX_CODE_BYTES:
+        if sandbox is not None:
+            sandbox.kill()
+        return Report(drill_id, False, [], time.perf_counter() - t0, None, "refused",
+                      f"code = {len(code.encode('utf-8', 'replace'))} bytes: allowed at most {MAX_CODE_BYTES}")
     if runner is None:
         try:
             sandbox = sandbox or Sandbox()

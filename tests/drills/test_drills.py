@@ -79,3 +79,8 @@ def test_zh_report_messages():
     failed = [t for t in r.tests if not t.passed]
     assert failed and all("调用 lora_forward(" in t.message for t in failed)
     assert any("提示：漏了偏置 b" in t.message for t in failed)
+
+
+def test_oversized_code_is_refused_before_anything_runs():
+    r = check("kv-cache-gqa", "#" * (300 * 1024), runner=run_trusted)
+    assert r.status == "refused" and "allowed at most" in r.message and not r.passed
