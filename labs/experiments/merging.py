@@ -41,7 +41,7 @@ SWEPT = ("ties", "dare_linear")
 
 PARAMS = [
     Param("task_a", "choice", "topic", choices=tuple(TASKS), help="task of adapter a (and of the new-token part)"),
-    Param("task_b", "choice", "sentiment", choices=tuple(TASKS), help="task of adapter b (must differ from task_a)"),
+    Param("task_b", "choice", "facts", choices=tuple(TASKS), help="task of adapter b (must differ from task_a)"),
     Param("r", "int", 8, lo=1, hi=64, gpu_hi=256, help="LoRA rank of both adapters (all-linear)"),
     Param("lora_alpha", "float", 16.0, lo=0.5, hi=512.0, help="scaling = lora_alpha / r"),
     Param("lr", "float", 1e-2, lo=1e-6, hi=1e-1, log=True, help="peak learning rate"),

@@ -99,6 +99,14 @@ COVERAGE["more-methods"] = {
            ("入侵维度",), ("2410.21228",), ("2305.18290",), ("init_lora_weights",), ("满秩",)],
 }
 
+EXPECTED_PAGES |= {"merging"}
+COVERAGE["merging"] = {
+    "en": [("task vector",), ("TIES",), ("DARE",), ("1-p", "1 - p", "1 − p"), ("elect",), ("cat",), ("svd",),
+           ("add_weighted_adapter",), ("modules_to_save",), ("trainable_token_indices",), ("Ilharco",), ("Yadav",)],
+    "zh": [("任务向量",), ("TIES",), ("DARE",), ("1-p", "1 - p", "1 − p"), ("选符号",), ("cat",), ("svd",),
+           ("add_weighted_adapter",), ("modules_to_save",), ("trainable_token_indices",), ("Ilharco",), ("Yadav",)],
+}
+
 EXPECTED_PAGES |= {"scaling"}
 COVERAGE["scaling"] = {
     "en": [("DDP",), ("ZeRO-1",), ("ZeRO-3",), ("all-gather",), ("reduce-scatter",), ("fully_shard",),

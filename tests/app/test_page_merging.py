@@ -1,0 +1,48 @@
+"""Merging page: the picture's controls drive its metrics in both languages, the start button queues a run, and a
+finished run (a real tiny run of the lab) renders its table, charts and new-token table."""
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import app_page, click_start, finished_run, metric, open_run
+
+TINY = {"r": 2, "steps": 2, "batch_size": 2, "eval_limit": 8, "densities": "1.0", "new_token_steps": 2}
+
+
+def _page(lang="en") -> AppTest:
+    return app_page("merging", lang, timeout=120)
+
+
+@pytest.mark.parametrize("lang, zero, title", [("en", "entries exactly 0", "Merging adapters"),
+                                               ("zh", "恰为 0 的元素", "适配器合并")])
+def test_picture_responds_to_its_controls(data_dir, lang, zero, title):
+    at = _page(lang).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == title
+    assert at.selectbox(key="merging.pic.method").value == "ties"
+    assert metric(at, zero) != "0%"                                 # TIES at density 0.3 trims
+    at.selectbox(key="merging.pic.method").set_value("task_arithmetic").run()
+    assert metric(at, zero) == "0%"
+    assert float(metric(at, "cos(")) == pytest.approx(0.70, abs=0.05)   # τ_a + τ_b with unrelated tasks
+    at.slider(key="merging.pic.overlap").set_value(0.9).run()
+    assert float(metric(at, "cos(")) > 0.95
+    assert not at.exception
+
+
+def test_start_button_queues_a_run(data_dir, no_worker):
+    at = _page().run()
+    at.number_input(key="merging.steps").set_value(4).run()
+    runs = click_start(at, "merging")
+    assert len(runs) == 1 and runs[0].params["steps"] == 4
+
+
+@pytest.mark.parametrize("lang", ["zh"])
+def test_finished_run_renders_result(data_dir, lang):
+    rid, res = finished_run("merging", TINY)
+    at = open_run(_page(lang), rid)
+    assert not at.exception, at.exception
+    frames = [d.value for d in at.dataframe]                        # the merges table, the new-token table, history
+    merges = next(f for f in frames if "only:topic" in set(f.iloc[:, 0]))
+    assert len(merges) == 3 + 6                                     # base, two single adapters, six merges
+    tokens = next(f for f in frames if "modules_to_save" in set(f.iloc[:, 0]))
+    assert list(tokens.iloc[:, 0]) == ["lora", "trainable_tokens", "modules_to_save"]
+    assert tokens.iloc[0, 4] == 0.0 and tokens.iloc[1, 4] > 0      # LoRA alone never moves the new rows
