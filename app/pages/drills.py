@@ -37,8 +37,10 @@ ids = drill_ids()
 
 # ---------------------------------------------------------------- which drill
 wanted = st.query_params.get("drill")
-if "drill_pick" not in st.session_state:
-    st.session_state["drill_pick"] = wanted if wanted in ids else ids[0]
+if wanted in ids and wanted != st.session_state.get("drill_link"):     # a new ?drill= link wins over the
+    st.session_state["drill_pick"] = st.session_state["drill_link"] = wanted   # session's last choice
+elif "drill_pick" not in st.session_state:
+    st.session_state["drill_pick"] = ids[0]
 
 
 def _label(did: str) -> str:
@@ -49,7 +51,7 @@ def _label(did: str) -> str:
 
 labels = {did: _label(did) for did in ids}          # computed here: format_func may be called outside the run
 drill_id = st.selectbox(t("dr.pick"), ids, key="drill_pick", format_func=labels.__getitem__)
-st.query_params["drill"] = drill_id
+st.query_params["drill"] = st.session_state["drill_link"] = drill_id
 drill = get_drill(drill_id)
 lg = lang()
 
