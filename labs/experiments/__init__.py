@@ -69,6 +69,7 @@ class Lab:
     params: list[Param]
     run: Callable[[dict, Context], dict]
     quick: dict = field(default_factory=dict)   # overrides applied by --quick (the CPU default)
+    tiny: dict = field(default_factory=dict)    # the smallest run through every stage: the contract tests' config
     summary: dict = field(default_factory=dict)
     hidden: bool = False                        # not offered on pages (engine self-test)
 

@@ -165,6 +165,8 @@ LAB = Lab(
     params=PARAMS,
     run=run,
     quick={"steps": 60, "eval_every": 20, "eval_limit": 64, "latency_repeats": 3, "new_tokens": 12},
+    tiny={"steps": 3, "eval_every": 3, "eval_limit": 16, "batch_size": 4, "bottleneck": 4, "adapter_layers": 2,
+          "adapter_len": 3, "lora_r": 2, "latency_batch": 2, "new_tokens": 2, "latency_repeats": 1},
     summary={"en": "Serial bottleneck adapters, zero-gated prompts and LoRA on one task: parameters by formula, "
                    "accuracy, curves, the gates opening from 0, and the measured per-token latency vs the base "
                    "and a merged LoRA.",

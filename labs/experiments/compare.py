@@ -36,6 +36,7 @@ LAB = Lab(
     params=PARAMS,
     run=run,
     quick=dict(QUICK),
+    tiny={"steps": 4, "batch_size": 2, "latency_repeats": 1, "new_tokens": 1},
     summary={"en": f"Trains {len(METHODS)} methods in turn on the same task, steps and seed (learning rate per "
                    "method), then times greedy decoding against the base: trainable share, memory by category, "
                    "seconds per step, ms per token, accuracy vs full FT and lines of code.",

@@ -37,6 +37,7 @@ LAB = Lab(
     params=PARAMS,
     run=run,
     quick={},
+    tiny={"steps": 2, "batch_size": 2, "eval_every": 2},
     summary={"en": "Every weight trains: the reference point for accuracy and memory.",
              "zh": "所有权重都参与训练：准确率与显存的参照基准。"},
 )

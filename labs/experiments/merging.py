@@ -273,6 +273,8 @@ LAB = Lab(
     params=PARAMS,
     run=run,
     quick={"steps": 80, "eval_limit": 40, "densities": "0.1,0.3,1.0", "new_token_steps": 30},
+    tiny={"task_a": "topic", "task_b": "sentiment", "r": 2, "steps": 3, "batch_size": 4, "eval_limit": 8,
+          "densities": "0.5,1.0", "new_token_steps": 2, "lr": 1e-2},
     summary={"en": "Two LoRA adapters on different tasks merged by task arithmetic, peft's linear/SVD, TIES and "
                    "DARE, each scored on both tasks next to the single-task adapters, with a density sweep; then new "
                    "chat tokens trained by LoRA alone, trainable_token_indices and modules_to_save.",

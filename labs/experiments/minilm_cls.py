@@ -203,6 +203,7 @@ LAB = Lab(
     params=PARAMS,
     run=run,
     quick={},
+    tiny={"steps": 2, "topics": 3, "batch_size": 4, "max_length": 16},
     summary={"en": "all-MiniLM-L6-v2 learns to tell which PEFT topic a flashcard question is about; held-out "
                    "accuracy, seconds per step and memory by category for full fine-tuning, LoRA and QLoRA.",
              "zh": "all-MiniLM-L6-v2 学习判断一道闪卡问题属于哪个 PEFT 主题；对比全量微调、LoRA、QLoRA 的留出准确率、"

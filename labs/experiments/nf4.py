@@ -215,6 +215,7 @@ LAB = Lab(
     params=PARAMS,
     run=run,
     quick={"eval_windows": 32},
+    tiny={"layers": "attention", "eval_windows": 4, "task": "none", "bnb_check": True},
     summary={"en": "Quantize every linear layer with three 4-bit codes; measure error, perplexity and bits per weight.",
              "zh": "用三种 4 位码本量化每个线性层；测量误差、困惑度和每个权重的位数。"},
 )

@@ -196,6 +196,7 @@ LAB = Lab(
     params=PARAMS,
     run=run,
     quick={"steps": 40, "eval_every": 40},
+    tiny={"task": "facts", "steps": 3, "batch_size": 4, "eval_every": 3, "eval_limit": 16, "r": 4},
     summary={"en": "Train the same adapter on a 4-bit and on an fp32 base, and fully fine-tune; compare accuracy, "
                    "time per step and measured memory by category; then merge the 4-bit adapter three ways.",
              "zh": "在 4 位基座和 fp32 基座上训练同一个 adapter，再做一次全量微调；比较准确率、每步耗时和按类别实测的"

@@ -1,26 +1,21 @@
 """Lab `adalora` at tiny settings: the budget follows the cubic schedule exactly at every update, the final
 allocation sums to target_r × matrices, LoRA at r = target_r is the baseline, results are JSON, and the
 cross-field schedule rules name the field to change."""
-import json
 
 import pytest
 from transformers import AutoConfig
 
 from labs.base import model_dir
-from labs.experiments import Context, get_lab, run_lab
+from labs.experiments import get_lab, run_lab
 from labs.experiments import adalora as A
 from labs.params import ParamError
 
-TINY = {"task": "facts", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 2, "deltaT": 1, "steps": 6,
-        "batch_size": 4, "eval_limit": 8, "lr": 1e-2, "target_modules": "q,v"}
+TINY = A.LAB.tiny
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    events = []
-    out = tmp_path_factory.mktemp("adalora-run")
-    res = run_lab("adalora", TINY, ctx=Context(emit=events.append, out_dir=str(out)))
-    return res, events, out
+def tiny_run(tiny_run):
+    return tiny_run("adalora")               # the session's one tiny run (tests/conftest.py)
 
 
 def test_schedule_is_the_cubic_of_the_paper():
@@ -64,13 +59,11 @@ def test_both_start_at_base_and_lora_has_the_final_budget(tiny_run):
     assert all(x is not None and x >= 0 for x in a["orth"])
 
 
-def test_result_is_json_and_events_are_tagged(tiny_run):
+def test_events_are_tagged_and_the_adapter_saved(tiny_run):
     res, events, out = tiny_run
-    json.dumps(res, allow_nan=False)
     steps = [e for e in events if e["type"] == "step"]
     assert {e["series"] for e in steps} == {"adalora", f"lora r={TINY['target_r']}"}
-    progress = [e["progress"] for e in events]
-    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert [e["progress"] for e in events][-1] == 1.0
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
 
 
@@ -84,8 +77,3 @@ def test_schedule_rules_name_the_field(values, field):
     with pytest.raises(ParamError):
         run_lab("adalora", values, quick=True)
 
-
-def test_bad_params_name_the_field():
-    with pytest.raises(ParamError) as err:
-        get_lab("adalora").validate({"beta1": 1.5})
-    assert err.value.field == "beta1" and "0.01..0.999" in str(err.value)

@@ -4,17 +4,15 @@ import json
 
 import pytest
 
-from labs.experiments import Context, run_lab
+from labs.experiments import get_lab, run_lab
 from labs.params import ParamError
 
-TINY = {"steps": 3, "eval_every": 3, "eval_limit": 16, "batch_size": 4, "bottleneck": 4, "adapter_layers": 2,
-        "adapter_len": 3, "lora_r": 2, "latency_batch": 2, "new_tokens": 2, "latency_repeats": 1}
+TINY = get_lab("adapters").tiny
 
 
 @pytest.fixture(scope="module")
-def ran():
-    events = []
-    return run_lab("adapters", TINY, ctx=Context(emit=events.append)), events
+def ran(tiny_run):
+    return tiny_run("adapters")[:2]          # the session's one tiny run (tests/conftest.py)
 
 
 def test_result_json_counts_and_step0(ran):
@@ -55,7 +53,7 @@ def test_open_gate_starts_away_from_the_base():
     assert abs(r["variants"]["llama-adapter"]["step0_loss_change"]) > 1e-3     # random prompts leak in at step 0
 
 
-@pytest.mark.parametrize("values, field", [({"adapter_layers": 64}, "adapter_layers"), ({"bottleneck": 0}, "bottleneck"),
+@pytest.mark.parametrize("values, field", [({"adapter_layers": 64}, "adapter_layers"),
                                            ({"houlsby": False, "llama_adapter": False, "lora": False}, "houlsby")])
 def test_bad_params_name_the_field(values, field):
     with pytest.raises(ParamError) as err:

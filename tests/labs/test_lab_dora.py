@@ -5,20 +5,14 @@ import json
 import pytest
 import torch
 
-from labs.experiments import Context, get_lab, run_lab
 from labs.experiments import dora as D
-from labs.params import ParamError
 
-TINY = {"task": "facts", "r": 2, "target_modules": "q,v", "steps": 4, "batch_size": 4,
-        "checkpoints": 2, "eval_limit": 8, "lr": 1e-2, "ft_lr": 1e-3}
+TINY = D.LAB.tiny
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    events = []
-    out = tmp_path_factory.mktemp("dora-run")
-    res = run_lab("dora", TINY, ctx=Context(emit=events.append, out_dir=str(out)))
-    return res, events, out
+def tiny_run(tiny_run):
+    return tiny_run("dora")                  # the session's one tiny run (tests/conftest.py)
 
 
 def test_every_method_starts_at_the_base(tiny_run):
@@ -57,14 +51,12 @@ def test_points_cover_every_matrix_and_checkpoint(tiny_run):
     assert max(p["dm"] for p in res["points"] if p["method"] == "lora") > 0
 
 
-def test_result_is_json_and_events_are_tagged(tiny_run):
+def test_events_are_tagged_by_method(tiny_run):
     res, events, _ = tiny_run
-    json.dumps(res, allow_nan=False)
     steps = [e for e in events if e["type"] == "step"]
     assert len(steps) == 3 * TINY["steps"]
     assert {e["series"] for e in steps} == set(D.METHODS)
-    progress = [e["progress"] for e in events]
-    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert [e["progress"] for e in events][-1] == 1.0
     assert set(res["accuracy"]) == set(D.METHODS)
 
 
@@ -85,10 +77,3 @@ def test_picture_lora_couples_dora_decouples():
     still = D.decomposition_picture(w0, r=2, size=0.0, magnitude_change=0.0, cloud=2)
     assert still["lora"] == (0.0, pytest.approx(0.0, abs=1e-6))
 
-
-@pytest.mark.parametrize("field,value,allowed", [("r", 0, "1..64"), ("target_modules", "everything", "all-linear"),
-                                                 ("checkpoints", 1, "2..20")])
-def test_bad_params_name_the_field(field, value, allowed):
-    with pytest.raises(ParamError) as err:
-        get_lab("dora").validate({field: value})
-    assert err.value.field == field and allowed in str(err.value)

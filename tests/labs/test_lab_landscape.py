@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from labs.experiments import get_lab, run_lab
+from labs.experiments import get_lab
 from labs.params import ParamError
 
 TINY = {"steps": 2, "batch_size": 2, "eval_limit": 16, "r": 4, "lora_alpha": 8.0, "vera_r": 32, "galore_gap": 1}
 
 
 @pytest.fixture(scope="module")
-def result():
-    return run_lab("landscape", TINY)
+def result(tiny_run):
+    assert TINY == get_lab("landscape").tiny
+    return tiny_run("landscape")[0]          # the session's one tiny run (tests/conftest.py)
 
 
 def test_every_method_is_measured(result):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from labs.experiments import Context, get_lab, run_lab
+from labs.experiments import get_lab, run_lab
 from labs.experiments import merging as M
 from labs.params import ParamError
 
@@ -14,11 +14,9 @@ TINY = {"task_a": "topic", "task_b": "sentiment", "r": 2, "steps": 3, "batch_siz
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    events = []
-    out = tmp_path_factory.mktemp("merging-run")
-    res = run_lab("merging", TINY, ctx=Context(emit=events.append, out_dir=str(out)))
-    return res, events, out
+def tiny_run(tiny_run):
+    assert TINY == get_lab("merging").tiny
+    return tiny_run("merging")               # the session's one tiny run (tests/conftest.py)
 
 
 def test_every_row_scores_both_tasks(tiny_run):

@@ -158,11 +158,8 @@ def test_class_forward_hides_the_answer_and_puts_logits_before_it(minilm):
     assert torch.allclose(l1[torch.arange(2), pos], direct, atol=1e-5)
 
 
-def test_minilm_cls_lab_tiny_run():
-    events = []
-    res = run_lab("minilm-cls", {"steps": 2, "topics": 3, "batch_size": 4, "max_length": 16},
-                  ctx=Context(emit=events.append))
-    json.dumps(res)
+def test_minilm_cls_lab_tiny_run(tiny_run):
+    res, events, _ = tiny_run("minilm-cls")   # the session's one tiny run (tests/conftest.py)
     v = res["variants"]
     assert res["model"] == "minilm" and set(v) == {"full", "lora", "qlora"}
     assert v["lora"]["trainable_params"] == v["qlora"]["trainable_params"] < v["full"]["trainable_params"] / 20

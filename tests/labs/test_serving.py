@@ -1,5 +1,4 @@
 """labs.serving (simulator) on a tiny random Llama, and the `serving` lab at tiny settings on the bundled base."""
-import json
 
 import pytest
 import torch
@@ -59,15 +58,8 @@ def test_skewed_traffic_concentrates_on_few_adapters():
         make_stream(4, 4, "bursty")
 
 
-TINY = {"adapters": 4, "r": 2, "batch_size": 2, "requests": 4, "prompt_len": 4, "new_tokens": 2,
-        "cache_slots": 2, "sweep": True, "target_modules": "q,v"}
-
-
-def test_lab_tiny_run_is_consistent_and_json_able():
-    from labs.experiments import run_lab
-
-    res = run_lab("serving", TINY, quick=True)
-    json.dumps(res)
+def test_lab_tiny_run_is_consistent(tiny_run):
+    res = tiny_run("serving")[0]            # the session's one tiny run (tests/conftest.py)
     assert set(res["strategies"]) == {"merge_swap", "per_group", "batched"}
     assert res["max_abs_diff"] < 1e-4 and res["adapter_effect"] > 1e-3
     for s in res["strategies"].values():
