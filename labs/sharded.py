@@ -135,16 +135,24 @@ def run_variant(spec: dict, strategy: str, method: str, rank: int, world_size: i
 
 
 def _shard_rows(model) -> dict:
-    """Padding: FSDP2 splits dim 0 of every parameter into world_size chunks of ceil(rows / N) rows; the
-    all-gather buffer is padded to N equal chunks, so a parameter whose rows do not divide evenly costs extra."""
-    padded = unpadded = 0
+    """Padding: FSDP2 splits dim 0 of every parameter into N chunks of ceil(rows / N) rows (the last rank's may be
+    shorter) and pads the all-gather buffer to N equal chunks. So rank 0 holds ceil(rows / N) rows of every tensor,
+    more than 1/N when rows do not divide — most visible on LoRA's lora_A, which has only r rows. Returns the
+    unpadded and padded (N x ceil) bytes of all and of the trainable parameters, and rank 0's shard bytes."""
+    out = {k: 0 for k in ("unpadded_bytes", "padded_bytes", "trainable_unpadded_bytes", "trainable_padded_bytes",
+                          "rank0_bytes", "rank0_trainable_bytes")}
     for p in model.parameters():
         if hasattr(p, "to_local"):
             rows, n = p.shape[0], p.device_mesh.size()
             per_row = p.element_size() * (p.numel() // max(rows, 1))
-            padded += -(-rows // n) * n * per_row
-            unpadded += rows * per_row
-    return {"padded_bytes": padded, "unpadded_bytes": unpadded, "padding_bytes": padded - unpadded}
+            for prefix, counts in (("", True), ("trainable_", p.requires_grad)):
+                if counts:
+                    out[f"{prefix}unpadded_bytes"] += rows * per_row
+                    out[f"{prefix}padded_bytes"] += -(-rows // n) * n * per_row
+            out["rank0_bytes"] += -(-rows // n) * per_row
+            out["rank0_trainable_bytes"] += -(-rows // n) * per_row if p.requires_grad else 0
+    out["padding_bytes"] = out["padded_bytes"] - out["unpadded_bytes"]
+    return out
 
 
 def train_rank(rank: int, world_size: int, spec: dict, emit) -> list[dict]:

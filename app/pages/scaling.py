@@ -65,10 +65,17 @@ def picture() -> None:
     concept_section(PAGE, "picture", header=False)
 
 
+def _status(e: dict) -> str:
+    return "✅" if e["ok"] else ("↔ " + t("scaling.res.by_padding") if e.get("explained_by_padding") else "❌")
+
+
 def _check_table(entries: list[dict], tol: float) -> pd.DataFrame:
+    padded = any("padding_aware" in e for e in entries)
     return pd.DataFrame([{t("scaling.res.what"): e["what"], t("scaling.res.measured"): e["measured"],
                           t("scaling.res.predicted"): e["predicted"], t("scaling.res.err"): f"{e['rel_err']:.3%}",
-                          t("scaling.res.ok", tol=f"{tol:.0%}"): "✅" if e["ok"] else "❌"} for e in entries])
+                          t("scaling.res.ok", tol=f"{tol:.0%}"): _status(e),
+                          **({t("scaling.res.padded"): e.get("padding_aware")} if padded else {})}
+                         for e in entries])
 
 
 def render_result(run) -> None:

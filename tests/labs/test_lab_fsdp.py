@@ -67,3 +67,19 @@ def test_batch_that_does_not_split_over_the_ranks_names_the_field():
     with pytest.raises(ParamError) as err:
         run_lab("fsdp", {**FSDP_TINY, "batch_size": 5})
     assert err.value.field == "batch_size" and "multiple of 2" in str(err.value)
+
+
+def test_a_figure_off_by_uneven_rows_is_explained_by_padding():
+    """3 ranks, LoRA r = 8: lora_A's 8 rows split 3/3/2, so rank 0 holds more than Ψ/N; the padding-aware figure
+    (ceil(rows / N) rows of every tensor) is what it must equal instead."""
+    from labs.experiments.fsdp import _entry, _padded
+
+    shards = {"unpadded_bytes": 900, "padded_bytes": 960, "trainable_unpadded_bytes": 96,
+              "trainable_padded_bytes": 108, "rank0_bytes": 320, "rank0_trainable_bytes": 36}
+    pad = _padded({"strategy": "fsdp", "shards": shards})
+    assert pad["all_gather"] == 2 * 960 and pad["optimizer"] == 72 and pad["total"] == 2 * 960 + 108
+    off = _entry("grads", measured=36, predicted=32, padded=pad["gradients"])
+    assert not off["ok"] and off["explained_by_padding"] and off["padding_aware"] == 36
+    wrong = _entry("grads", measured=40, predicted=32, padded=pad["gradients"])
+    assert not wrong["ok"] and not wrong["explained_by_padding"]
+    assert "padding_aware" not in _entry("weights", 450, 450, padded=450)   # even rows: nothing to explain
