@@ -28,15 +28,19 @@ def test_the_issue_s_drill_set_is_there():
     assert {"lora", "lora-plus", "nf4", "dora", "adalora", "soft-prompts", "adapters", "serving", "memory"} <= topics
 
 
+@pytest.fixture(scope="module")
+def deck():
+    return load_deck()
+
+
 @pytest.mark.parametrize("drill_id", IDS)
-def test_folder_links_and_signatures(drill_id):
+def test_folder_links_and_signatures(drill_id, deck):
     d = get_drill(drill_id)
     assert 2 <= len(d.hints) <= 3
     for field in ("title", "statement", "explanation"):
         assert d.text(field, "en") != d.text(field, "zh")
     assert d.page in page_registry.page_ids()
     assert d.lab is None or d.lab in lab_ids()
-    deck = load_deck()
     assert d.cards and all(c in deck.cards for c in d.cards), d.cards
     for source in (d.starter(), d.solution()):
         defined = {n.name: [a.arg for a in n.args.args] for n in ast.parse(source).body
