@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from labs.drills.grading import Case, L, Mistake, compare
-from labs.drills.graders import choice, dtype_name, randint, randn
+from labs.drills.graders import dtype_name, randint, randn
 from peftlab_kernels.codebooks import dynamic_map, nf4_codebook
 from peftlab_kernels.nf4 import dequantize_nf4, quantize_nf4
 
