@@ -69,13 +69,24 @@ def _status(e: dict) -> str:
     return "✅" if e["ok"] else ("↔ " + t("scaling.res.by_padding") if e.get("explained_by_padding") else "❌")
 
 
-def _check_table(entries: list[dict], tol: float) -> pd.DataFrame:
+def _run_name(strategy: str, method: str, ranks: int) -> str:
+    return t(f"scaling.strategy.{strategy}", n=ranks) + " · " + method
+
+
+def _check_table(entries: list[dict], tol: float, ranks: int) -> pd.DataFrame:
     padded = any("padding_aware" in e for e in entries)
-    return pd.DataFrame([{t("scaling.res.what"): e["what"], t("scaling.res.measured"): e["measured"],
-                          t("scaling.res.predicted"): e["predicted"], t("scaling.res.err"): f"{e['rel_err']:.3%}",
-                          t("scaling.res.ok", tol=f"{tol:.0%}"): _status(e),
-                          **({t("scaling.res.padded"): e.get("padding_aware")} if padded else {})}
-                         for e in entries])
+    rows = []
+    for e in entries:
+        item = "weights_step" if e.get("item") == "weights" and e["zero"] == 2 else e.get("item")
+        what = (f"{_run_name(e['strategy'], e['method'], ranks)} (ZeRO-{e['zero']}): {t('scaling.item.' + item)}"
+                if item else e["what"])
+        row = {t("scaling.res.what"): what, t("scaling.res.measured"): f"{e['measured']:,}",
+               t("scaling.res.predicted"): f"{e['predicted']:,}", t("scaling.res.err"): f"{e['rel_err']:.3%}",
+               t("scaling.res.ok", tol=f"{tol:.0%}"): _status(e)}
+        if padded:
+            row[t("scaling.res.padded")] = f"{e['padding_aware']:,}" if "padding_aware" in e else "—"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def render_result(run) -> None:
@@ -89,21 +100,24 @@ def render_result(run) -> None:
     c3.metric(t("scaling.res.max_err"), f"{res['max_rel_err']:.3%}")
     c4.metric(t("scaling.res.seconds"), f"{res['seconds']:.0f} s")
     st.markdown(f"#### {t('scaling.res.memory')}")
-    st.dataframe(_check_table(res["memory_check"], res["tolerance"]), hide_index=True, use_container_width=True)
+    st.dataframe(_check_table(res["memory_check"], res["tolerance"], res["world_size"]), hide_index=True,
+                 use_container_width=True)
     st.markdown(f"#### {t('scaling.res.comm')}")
-    st.dataframe(_check_table(res["comm_check"], res["tolerance"]), hide_index=True, use_container_width=True)
+    st.dataframe(_check_table(res["comm_check"], res["tolerance"], res["world_size"]), hide_index=True,
+                 use_container_width=True)
     st.markdown(f"#### {t('scaling.res.time')}")
     runs = res.get("runs", {})
-    st.dataframe(pd.DataFrame([{t("scaling.res.series"): name,
+    st.dataframe(pd.DataFrame([{t("scaling.res.series"): _run_name(v["strategy"], v["method"], res["world_size"]),
                                 t("scaling.res.s_per_step"): round(v["seconds_per_step"], 4)}
-                               for name, v in runs.items()]), hide_index=True)
+                               for v in runs.values()]), hide_index=True)
     st.caption(t("scaling.res.time_caveat", ranks=res["world_size"], device=res["device"],
                  threads=res.get("torch_threads_per_rank", 1)))
     sharded = next(((name, v) for name, v in runs.items() if v.get("shards")), None)
     if sharded:
         name, v = sharded
         st.caption(t("scaling.res.padding", ranks=res["world_size"], padding=f"{v['shards']['padding_bytes']:,} B",
-                     series=name, per_rank=", ".join(f"{m['weights']:,} B" for m in v["memory_per_rank"])))
+                     series=_run_name(v["strategy"], v["method"], res["world_size"]),
+                     per_rank=", ".join(f"{m['weights']:,} B" for m in v["memory_per_rank"])))
 
 
 def answer_numbers() -> None:

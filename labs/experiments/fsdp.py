@@ -78,23 +78,28 @@ def _padded(v: dict) -> dict:
 
 
 def checks(arch, p: dict, world_size: int, ranks: list[list[dict]]) -> tuple[list, list]:
-    """memory_check and comm_check: rank 0's local bytes (the largest shard when rows split unevenly)."""
+    """memory_check and comm_check: rank 0's local bytes (the largest shard when rows split unevenly). Each entry
+    also names its strategy, method, ZeRO stage and item (weights, gradients, optimizer, all_gather, ...)."""
     memory, comm = [], []
     for v in ranks[0]:
         zero = ZERO[v["strategy"]]
         est = predict(arch, v["method"], p["r"], world_size, zero)
         mem, com, pad = est["memory_bytes"], est["comm_bytes_per_step"], _padded(v)
         tag = f"{v['series']} (ZeRO-{zero})"
+
+        def add(out: list, item: str, what: str, measured: float, predicted: float) -> None:
+            out.append({**_entry(f"{tag}: {what}", measured, predicted, pad.get(item)), "item": item,
+                        "strategy": v["strategy"], "method": v["method"], "zero": zero})
+
         weights = v["held_forward_to_backward"] if v["strategy"] == "fsdp-keep" else v["memory"]["weights"]
-        memory.append(_entry(f"{tag}: weights per rank" + (" during the step" if zero == 2 else ""),
-                             weights, mem["weights"], pad.get("weights")))
-        for cat, name in (("gradients", "gradients"), ("optimizer", "optimizer state")):
-            memory.append(_entry(f"{tag}: {name} per rank", v["memory"][cat], mem[cat], pad.get(cat)))
+        add(memory, "weights", "weights per rank" + (" during the step" if zero == 2 else ""), weights,
+            mem["weights"])
+        add(memory, "gradients", "gradients per rank", v["memory"]["gradients"], mem["gradients"])
+        add(memory, "optimizer", "optimizer state per rank", v["memory"]["optimizer"], mem["optimizer"])
         for kind in ("all_gather", "reduce_scatter", "all_reduce"):
             if com[kind] or v["comm"][kind]:
-                comm.append(_entry(f"{tag}: {kind.replace('_', '-')} per step", v["comm"][kind], com[kind],
-                                   pad.get(kind)))
-        comm.append(_entry(f"{tag}: total per step", sum(v["comm"].values()), com["total"], pad.get("total")))
+                add(comm, kind, f"{kind.replace('_', '-')} per step", v["comm"][kind], com[kind])
+        add(comm, "total", "total per step", sum(v["comm"].values()), com["total"])
     return memory, comm
 
 

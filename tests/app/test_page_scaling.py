@@ -40,8 +40,10 @@ def test_finished_run_shows_checks_against_the_calculator(data_dir, fsdp_tiny_ru
     assert f"{res['max_loss_diff']:.1e}" in values and f"{res['world_size']} (gloo)" in values
     tables = [d.value for d in at.dataframe]
     checks = next(tb for tb in tables if len(tb) == len(res["memory_check"]))
-    assert list(checks.iloc[:, 1]) == [e["measured"] for e in res["memory_check"]]
+    assert list(checks.iloc[:, 1]) == [f"{e['measured']:,}" for e in res["memory_check"]]
     assert (checks.iloc[:, 4] == "✅").all()
+    label = {"en": "FSDP ×2 · full (ZeRO-3): gradients per rank", "zh": "FSDP ×2 · full (ZeRO-3): 每个 rank 的梯度"}
+    assert label[lang] in list(checks.iloc[:, 0])
 
 
 def test_calculator_shows_comm_and_says_its_multi_gpu_figures_are_checked(data_dir):
