@@ -214,3 +214,12 @@ def test_a_forged_result_stream_is_a_verdict_not_a_crash():
                                       b'{"body": {"__t__": 0, "dtype": "float32", "shape": [1000000000]}, "sizes": [4]}')
     with pytest.raises(WireError):                       # claims 4 GB, holds 4 bytes: refused, nothing allocated
         decode(huge[:4] + len(huge[8:]).to_bytes(4, "big") + huge[8:] + b"\0" * 4)
+
+
+def test_no_network_namespace_means_no_code_runs_and_says_why(monkeypatch):
+    from labs.drills import runner, sandbox
+
+    monkeypatch.setattr(sandbox, "_bwrap", lambda: "/bin/false")     # bwrap present, namespaces refused
+    monkeypatch.setattr(sandbox, "_probe", None)
+    report = runner.check("kv-cache-gqa", "def kv_cache_bytes(*a):\n    return 0\n")
+    assert report.status == "refused" and "network" in report.message and not report.tests
