@@ -143,8 +143,9 @@ def test_page_worth_of_estimates_is_fast():
                                                 ((512, 512), 128, True)])
 def test_nf4_bytes_equal_the_kernel(shape, blocksize, dq):
     """Packed codes + constants, per tensor, equal what peftlab_kernels.nf4 really stores."""
-    torch = pytest.importorskip("torch")
-    nf4 = pytest.importorskip("peftlab_kernels.nf4")
+    import torch
+
+    from peftlab_kernels import nf4
     q = nf4.quantize_nf4(torch.randn(*shape), blocksize=blocksize, double_quant=dq)
     n = shape[0] * shape[1]
     assert n // 2 + quant_constant_bytes(n, blocksize, dq) == q.nbytes()

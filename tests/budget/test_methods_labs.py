@@ -1,11 +1,9 @@
 """The calculator's trainable counts agree with the project's own implementations (labs.methods)."""
 import pytest
 
+from labs import base, methods
 from labs.budget.methods import trainable_params
 from labs.budget.presets import from_hf_dict
-
-methods = pytest.importorskip("labs.methods")
-base = pytest.importorskip("labs.base")
 
 
 def _arch(model):

@@ -1,4 +1,5 @@
-"""Every registered method: applies to a tiny model, only its own tensors train, and it round-trips on disk."""
+"""Every registered method: applies to a tiny model, only its own tensors train, training changes the output, and it
+round-trips on disk."""
 from __future__ import annotations
 
 import pytest
@@ -31,6 +32,9 @@ def test_method_trains_only_its_parameters_and_round_trips(name, tmp_path):
     m = apply_method(m, name, **CFG[name])
     rep = trainable_report(m)
     assert 0 < rep["trainable"] < rep["total"] and 0 < rep["percent"] < 100
+    m.eval()
+    with torch.no_grad():
+        start = m(input_ids=ids, attention_mask=mask).logits                     # as applied, before training
     opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.5)
     m.train()
     for step in (1, 2):
@@ -42,6 +46,7 @@ def test_method_trains_only_its_parameters_and_round_trips(name, tmp_path):
         opt.zero_grad()
     m.eval()
     out = m(input_ids=ids, attention_mask=mask).logits
+    assert max_diff(out, start) > 1e-6, f"{name}: two SGD steps left the output unchanged"    # AdaLoRA: Λ starts at 0
     io.save(m, tmp_path)
     loaded = io.load(fresh, tmp_path).eval()
     assert max_diff(loaded(input_ids=ids, attention_mask=mask).logits, out) <= 1e-5
