@@ -1,11 +1,10 @@
 """Merging page: the picture's controls drive its metrics in both languages, the start button queues a run, and a
-finished run (a real tiny run of the lab) renders its table, charts and new-token table."""
+finished run (the session's real tiny run of the lab) renders its table, charts and new-token table."""
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import app_page, click_start, finished_run, metric, open_run
 
-TINY = {"r": 2, "steps": 2, "batch_size": 2, "eval_limit": 8, "densities": "1.0", "new_token_steps": 2}
 
 
 def _page(lang="en") -> AppTest:
@@ -36,8 +35,10 @@ def test_start_button_queues_a_run(data_dir, no_worker):
 
 
 @pytest.mark.parametrize("lang", ["zh"])
-def test_finished_run_renders_result(data_dir, lang):
-    rid, res = finished_run("merging", TINY)
+def test_finished_run_renders_result(data_dir, lang, tiny_run):
+    from labs.experiments import get_lab
+
+    rid, res = finished_run("merging", get_lab("merging").tiny, result=tiny_run("merging")[0])   # the session's run
     at = open_run(_page(lang), rid)
     assert not at.exception, at.exception
     frames = [d.value for d in at.dataframe]                        # the merges table, the new-token table, history
