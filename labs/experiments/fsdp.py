@@ -142,8 +142,10 @@ def run(p: dict, ctx: Context) -> dict:
     device = pick_device(ctx.device)
     ws = p["world_size"]
     if device.type == "cuda" and ws > torch.cuda.device_count():
-        raise ParamError("world_size", f"world_size = {ws} is more than the {torch.cuda.device_count()} GPUs "
-                                       f"here: allowed 2..{torch.cuda.device_count()}")
+        n = torch.cuda.device_count()
+        raise ParamError("world_size", f"world_size = {ws} is more than the {n} GPU(s) here: allowed 2..{n} "
+                         "(one NCCL rank per GPU)" if n >= 2 else f"world_size = {ws} needs one GPU per rank and "
+                         f"this machine has {n}: run the lab on the CPU (device cpu) for gloo ranks")
     if p["batch_size"] % ws:
         raise ParamError("batch_size", f"batch_size = {p['batch_size']} does not split over world_size = {ws}: "
                                        f"allowed a multiple of {ws}")
