@@ -201,7 +201,7 @@ def _trim_traceback(exc: BaseException) -> str:
     return "".join(lines)[-2000:]
 
 
-def _call(fn, case: dict):
+def call_case(fn, case: dict):
     import contextlib
 
     torch = sys.modules.get("torch")
@@ -272,7 +272,7 @@ def main() -> int:
             results.append({"error": f"the file defines no function {case['fn']}()"})
             continue
         try:
-            results.append(_call(fn, case))
+            results.append(call_case(fn, case))
         except MemoryError:
             results.append({"error": "MemoryError: the memory limit was reached", "memory": True})
         except BaseException as exc:  # noqa: BLE001

@@ -61,7 +61,7 @@ def run_trusted(code: str, wire_cases: list[dict]) -> Outcome:
             results.append({"error": f"the file defines no function {case['fn']}()"})
             continue
         try:
-            results.append(child._call(fn, case))
+            results.append(child.call_case(fn, case))
         except Exception as exc:  # noqa: BLE001
             import traceback
             results.append({"error": "".join(traceback.format_exception_only(type(exc), exc))})
