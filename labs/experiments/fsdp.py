@@ -25,7 +25,8 @@ from labs.tasks import TASKS
 PARAMS = [
     Param("task", "choice", "topic", choices=tuple(TASKS), help="which fine-tuning task"),
     Param("methods", "choice", "full+lora", choices=("full+lora", "full", "lora"), help="full FT, our LoRA, both"),
-    Param("world_size", "int", 2, lo=2, hi=4, gpu_hi=64, help="ranks (CPU processes, or GPUs)"),
+    Param("world_size", "int", 0, lo=0, hi=4, gpu_hi=64,
+          help="ranks: 0 = auto (2 CPU processes; every GPU of a multi-GPU machine)"),
     Param("steps", "int", 40, lo=3, hi=400, gpu_hi=5000, help="optimizer steps per run"),
     Param("batch_size", "int", 16, lo=2, hi=64, gpu_hi=512, help="global batch (split over the ranks)"),
     Param("lr", "float", 1e-3, lo=1e-6, hi=1e-1, log=True, help="peak learning rate (AdamW, cosine)"),
@@ -35,6 +36,15 @@ PARAMS = [
 TOLERANCE = 0.05       # every memory / communication figure within 5 % of the calculator
 PADDING_MATCH = 0.005  # "explained by padding": within 0.5 % of the padding-aware figure (AdamW's step counters)
 ZERO = {"fsdp": 3, "fsdp-keep": 2, "ddp": 0}
+
+
+def world_size(asked: int, device: torch.device) -> int:
+    """0 (auto): one rank per GPU on a multi-GPU machine, else 2 processes. 1 is not data parallel: refused."""
+    if asked == 1:
+        raise ParamError("world_size", "world_size = 1 is not data parallel: allowed 0 (auto) or 2 and more")
+    if asked:
+        return asked
+    return torch.cuda.device_count() if device.type == "cuda" and torch.cuda.device_count() >= 2 else 2
 
 
 def variants(methods: list[str]) -> list[tuple[str, str]]:
@@ -140,7 +150,7 @@ def run(p: dict, ctx: Context) -> dict:
 
     t0 = time.perf_counter()
     device = pick_device(ctx.device)
-    ws = p["world_size"]
+    ws = world_size(p["world_size"], device)
     if device.type == "cuda" and ws > torch.cuda.device_count():
         n = torch.cuda.device_count()
         raise ParamError("world_size", f"world_size = {ws} is more than the {n} GPU(s) here: allowed 2..{n} "
