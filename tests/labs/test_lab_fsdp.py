@@ -67,6 +67,9 @@ def test_batch_that_does_not_split_over_the_ranks_names_the_field():
     with pytest.raises(ParamError) as err:
         run_lab("fsdp", {**FSDP_TINY, "batch_size": 5})
     assert err.value.field == "batch_size" and "multiple of 2" in str(err.value)
+    with pytest.raises(ParamError) as err:
+        run_lab("fsdp", {**FSDP_TINY, "world_size": 1})                     # one rank is not data parallel
+    assert err.value.field == "world_size" and "0 (auto)" in str(err.value)
 
 
 def test_a_figure_off_by_uneven_rows_is_explained_by_padding():
