@@ -254,7 +254,7 @@ def run(p: dict, ctx: Context) -> dict:
         factors, single[name] = train_adapter(name, p, progress, ctx)
         adapters.append(factors)
     names = list(adapters[0])
-    result = {"task_a": a, "task_b": b, "chance": {t: get_task(t).chance for t in (a, b)},
+    result = {"task": f"{a} + {b}", "task_a": a, "task_b": b, "chance": {t: get_task(t).chance for t in (a, b)},
               "adapters": single, "targets": len(names), "densities": densities,
               **run_merges(p, adapters, names, progress, ctx)}
     if ctx.out_dir:                           # the exact task-arithmetic merge, as a PEFT-format adapter ("cat")
