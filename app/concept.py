@@ -62,6 +62,23 @@ def base_linears() -> dict:
     return {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, nn.Linear) and m is not head}
 
 
+def result_view(*keys: str, empty: str) -> Callable:
+    """Decorate `draw(res, run)` into the `render_result(run)` a lab panel calls: a run whose result lacks any of
+    `keys` (an old or failed run) shows `st.info(t(empty))` and nothing else."""
+    def wrap(draw: Callable) -> Callable:
+        def render_result(run) -> None:
+            res = run.result or {}
+            if not all(res.get(k) for k in keys):
+                st.info(t(empty))
+                return
+            draw(res, run)
+
+        render_result.__doc__ = draw.__doc__
+        return render_result
+
+    return wrap
+
+
 def _picture(spec: Concept) -> None:
     def draw() -> None:
         try:

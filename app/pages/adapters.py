@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.concept import Concept, base_model, render
+from app.concept import Concept, base_model, render, result_view
 from app.i18n import t
 from app.ui import concept_section, related_cards
 from labs.experiments.adapters import SERIES, formula
@@ -92,12 +92,9 @@ def picture() -> None:
         concept_section(PAGE, "picture", header=False)
 
 
-def render_result(run) -> None:
-    r = run.result or {}
-    variants = r.get("variants", {})
-    if not variants:
-        st.info(t("ad.no_result"))
-        return
+@result_view("variants", empty="ad.no_result")
+def render_result(res: dict, run) -> None:
+    r, variants = res, res["variants"]
     base_loss = r.get("base", {}).get("eval_loss")
     st.markdown(t("ad.result_params"))
     st.dataframe(pd.DataFrame([{

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app.concept import Concept, base_linears, render
+from app.concept import Concept, base_linears, render, result_view
 from app.i18n import t
 from app.ui import topic_cards
 from labs.experiments.dora import decomposition_picture
@@ -61,12 +61,9 @@ def _num(x, fmt: str = ".3g") -> str:
     return "—" if x is None else format(x, fmt)
 
 
-def render_result(run) -> None:
-    res = run.result or {}
-    runs = res.get("runs", {})
-    if not runs:
-        st.info(t("dora.res.empty"))
-        return
+@result_view("runs", empty="dora.res.empty")
+def render_result(res: dict, run) -> None:
+    runs = res["runs"]
     st.markdown(f"#### {t('dora.res.summary')}")
     table = [{t("dora.res.method"): m, t("dora.res.base_acc"): r["base"]["eval_accuracy"],
               t("dora.res.final_acc"): r["final"]["eval_accuracy"], t("dora.res.final_loss"): r["final"]["eval_loss"],

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app.concept import Concept, base_model, render
+from app.concept import Concept, base_model, render, result_view
 from app.i18n import t
 from app.ui import related_cards
 from labs.experiments import lora as L
@@ -183,12 +183,9 @@ def _merge(res: dict, key: str) -> None:
     st.plotly_chart(fig, key=f"{key}.latency")
 
 
-def render_result(run) -> None:
-    res = run.result or {}
-    variants = res.get("variants") or []
-    if not variants or "merge" not in res:
-        st.warning(t("lora.res.empty"))
-        return
+@result_view("variants", "merge", empty="lora.res.empty")
+def render_result(res: dict, run) -> None:
+    variants = res["variants"]
     key = f"lora.res.{run.id}"
     st.caption(t("lora.res.header", task=res["task"], device=res["device"], seconds=res.get("seconds", 0),
                  base=res["base"]["eval_loss"], acc=res["base"]["eval_accuracy"]))

@@ -13,7 +13,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app import minilm_view
-from app.concept import Concept, render
+from app.concept import Concept, render, result_view
 from app.i18n import t
 from app.labview import lab_panel
 from app.ui import related_cards
@@ -200,11 +200,8 @@ def _checks(res: dict) -> None:
     st.dataframe(pd.DataFrame(bnb["rows"]), hide_index=True, use_container_width=True)
 
 
-def render_result(run) -> None:
-    res = run.result or {}
-    if "formats" not in res:
-        st.warning(t("nf4.res.empty"))
-        return
+@result_view("formats", empty="nf4.res.empty")
+def render_result(res: dict, run) -> None:
     key = f"nf4.res.{run.id}"
     if res.get("model") == "minilm":
         minilm_view.render_nf4(res, key)

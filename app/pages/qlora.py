@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.concept import Concept, render
+from app.concept import Concept, render, result_view
 from app.i18n import t
 from app.ui import related_cards
 from labs.experiments import qlora as Q
@@ -132,11 +132,8 @@ def _merge(res: dict) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
 
 
-def render_result(run) -> None:
-    res = run.result or {}
-    if "variants" not in res:
-        st.warning(t("qlora.res.empty"))
-        return
+@result_view("variants", empty="qlora.res.empty")
+def render_result(res: dict, run) -> None:
     key = f"qlora.res.{run.id}"
     q = res["variants"].get("qlora", {})
     bits = q.get("base_bits", {})

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app.concept import Concept, render
+from app.concept import Concept, render, result_view
 from app.i18n import t
 from app.ui import topic_cards
 from labs.experiments.serving import TARGETS, cache_hit_rate, memory_curve
@@ -60,12 +60,9 @@ def picture() -> None:
     st.caption(t("serving.pic.passes", groups=len(set(rows)), rows=len(rows)))
 
 
-def render_result(run) -> None:
-    res = run.result or {}
-    strategies = res.get("strategies", {})
-    if not strategies:
-        st.info(t("serving.res.empty"))
-        return
+@result_view("strategies", empty="serving.res.empty")
+def render_result(res: dict, run) -> None:
+    strategies = res["strategies"]
     st.markdown(f"#### {t('serving.res.summary')}")
     table = [{t("serving.res.strategy"): t(f"serving.strategy.{s}"), t("serving.res.tps"): v["tokens_per_s"],
               t("serving.res.p50"): v["p50_s"], t("serving.res.p95"): v["p95_s"],

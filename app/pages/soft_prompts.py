@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.concept import Concept, render
+from app.concept import Concept, render, result_view
 from app.i18n import t
 from app.ui import concept_section, related_cards
 from labs.experiments.soft_prompts import SERIES, formula, geometry
@@ -88,12 +88,9 @@ def picture() -> None:
         concept_section(PAGE, "picture", header=False)
 
 
-def render_result(run) -> None:
-    r = run.result or {}
-    variants = r.get("variants", {})
-    if not variants:
-        st.info(t("sp.no_result"))
-        return
+@result_view("variants", empty="sp.no_result")
+def render_result(res: dict, run) -> None:
+    r, variants = res, res["variants"]
     rows = []
     for m, v in variants.items():
         f = v.get("formula", {})
