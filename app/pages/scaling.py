@@ -12,10 +12,10 @@ import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from app.i18n import page_title, t  # noqa: E402
-from app.labview import lab_panel  # noqa: E402
-from app.ui import concept_section, topic_cards  # noqa: E402
-from labs.budget import BudgetError, estimate  # noqa: E402
+from app.concept import Concept, render  # noqa: E402
+from app.i18n import t  # noqa: E402
+from app.ui import topic_cards  # noqa: E402
+from labs.budget import estimate  # noqa: E402
 
 PAGE = "scaling"
 MODELS = ("llama-2-7b", "llama-2-13b", "llama-2-70b")
@@ -37,7 +37,7 @@ def figures(model: str, method: str, gpus: int, zero: int) -> dict:
 
 
 def picture() -> None:
-    st.subheader(t("concept.section.picture"))
+    """The calculator for 7B/13B/70B on 1/2/8 GPUs at the chosen ZeRO stage: a table and a chart."""
     zero = st.radio(t("scaling.pic.zero"), (0, 1, 2, 3), index=3, horizontal=True, key="scaling.pic.zero")
     rows, fig = [], go.Figure()
     for method in METHODS:
@@ -62,7 +62,6 @@ def picture() -> None:
     with right:
         st.plotly_chart(fig, key="scaling.pic.fig")
     st.caption(t("scaling.pic.caption"))
-    concept_section(PAGE, "picture", header=False)
 
 
 def _status(e: dict) -> str:
@@ -130,18 +129,12 @@ def answer_numbers() -> None:
     st.markdown("\n".join(lines))
 
 
-st.title(page_title(PAGE))
-concept_section(PAGE, "why")
-concept_section(PAGE, "math")
-try:
-    picture()
-except (BudgetError, ValueError) as err:
-    st.error(t("scaling.pic.error", error=str(err)))
-concept_section(PAGE, "lab")
-lab_panel("fsdp", render_result=render_result)
-concept_section(PAGE, "seen")
-concept_section(PAGE, "interview")
-answer_numbers()
-st.markdown(t("scaling.calc_link"))
-topic_cards(PAGE, "scaling.cards")
-st.markdown(f"[{t('scaling.all_cards')}](/flashcards?topic={PAGE})")
+def closing() -> None:
+    """After the interview section: the calculator's numbers for the answer, the calculator link, the cards."""
+    answer_numbers()
+    st.markdown(t("scaling.calc_link"))
+    topic_cards(PAGE, "scaling.cards")
+    st.markdown(f"[{t('scaling.all_cards')}](/flashcards?topic={PAGE})")
+
+
+render(Concept(PAGE, picture, layout="below", labs=[("fsdp", render_result)], cards=closing))
