@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from app.concept import Concept, render  # noqa: E402
+from app.concept import Concept, render, result_view  # noqa: E402
 from app.i18n import t  # noqa: E402
 from app.ui import topic_cards  # noqa: E402
 from labs.budget import estimate  # noqa: E402
@@ -88,11 +88,9 @@ def _check_table(entries: list[dict], tol: float, ranks: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def render_result(run) -> None:
-    res = run.result or {}
-    if not res.get("memory_check"):
-        st.info(t("scaling.res.empty"))
-        return
+@result_view("memory_check", "comm_check", empty="scaling.res.empty")
+def render_result(res: dict, run) -> None:
+    """A finished fsdp run: headline metrics, memory and communication checks, step times, padding."""
     c1, c2, c3, c4 = st.columns(4)
     c1.metric(t("scaling.res.ranks"), f"{res['world_size']} ({res['backend']})")
     c2.metric(t("scaling.res.loss_diff"), f"{res['max_loss_diff']:.1e}")
