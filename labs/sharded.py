@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import statistics
 
 import torch
 
+from labs.toolkit import median_step_seconds
 from labs.train import Hooks, TrainConfig, tensor_bytes, train
 
 STRATEGIES = ("single", "ddp", "fsdp", "fsdp-keep")
@@ -120,16 +120,13 @@ def run_variant(spec: dict, strategy: str, method: str, rank: int, world_size: i
     res = train(model, tok, get_task(spec["task"]), cfg, hooks=Hooks(after_step=after_step,
                 step_context=Counting), on_event=lambda e: emit({**e, "series": series}), should_stop=should_stop)
     opt_bytes = res["history"][-1]["optimizer_bytes"]
-    elapsed = [h["elapsed"] for h in res["history"]]
-    durations = [elapsed[0]] + [b - a for a, b in zip(elapsed, elapsed[1:])]     # step k took durations[k-1]
-    times = durations[COUNTED_STEPS:] or durations                                 # the steps without counters
     return {"strategy": strategy, "method": method, "series": series, "rank": rank,
             "losses": [h["loss"] for h in res["history"]],
             "memory": {"weights": local["params"], "gradients": local["grads"], "optimizer": opt_bytes},
             "held_forward_to_backward": max(held) if held else None,
             "comm": {k: v / COUNTED_STEPS for k, v in counter.bytes.items()},
             "comm_calls": {k: v / COUNTED_STEPS for k, v in counter.calls.items()},
-            "seconds_per_step": statistics.median(times),
+            "seconds_per_step": median_step_seconds(res["history"], skip=range(COUNTED_STEPS)),  # uncounted steps
             "trainable_params": res["trainable_params"], "total_params": res["total_params"],
             "shards": _shard_rows(core) if strategy.startswith("fsdp") else None}
 
