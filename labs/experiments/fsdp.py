@@ -151,11 +151,11 @@ def run(p: dict, ctx: Context) -> dict:
     t0 = time.perf_counter()
     device = pick_device(ctx.device)
     ws = world_size(p["world_size"], device)
-    if device.type == "cuda" and ws > torch.cuda.device_count():
-        n = torch.cuda.device_count()
-        raise ParamError("world_size", f"world_size = {ws} is more than the {n} GPU(s) here: allowed 2..{n} "
-                         "(one NCCL rank per GPU)" if n >= 2 else f"world_size = {ws} needs one GPU per rank and "
-                         f"this machine has {n}: run the lab on the CPU (device cpu) for gloo ranks")
+    n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and ws > n_gpus:
+        why = (f"allowed 2..{n_gpus} (one NCCL rank per GPU)" if n_gpus >= 2 else
+               f"this machine has {n_gpus} GPU: run the lab on the CPU (device cpu) for gloo ranks")
+        raise ParamError("world_size", f"world_size = {ws} needs one GPU per rank: {why}")
     if p["batch_size"] % ws:
         raise ParamError("batch_size", f"batch_size = {p['batch_size']} does not split over world_size = {ws}: "
                                        f"allowed a multiple of {ws}")
