@@ -3,7 +3,7 @@ starting the lab, and drawing a stored finished run."""
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, click_start, finished_run, metric, open_run
+from tests.app.conftest import app_page, finished_run, metric, open_run
 
 TINY = {"steps": 2, "eval_every": 2, "eval_limit": 8, "batch_size": 2, "bottleneck": 2, "adapter_layers": 1,
         "adapter_len": 2, "lora_r": 1, "latency_batch": 2, "new_tokens": 1, "latency_repeats": 1}
@@ -43,11 +43,6 @@ def test_llama_adapter_gate_on_real_weights(data_dir):
     at.selectbox(key="ad.model").set_value("llama-2-7b").run()
     at.slider(key="ad.layers").set_value(30).run()
     assert metric(at, "parameters") == f"{1_228_800 + 30:,}"        # the paper's 1.2M for LLaMA-7B
-
-
-def test_start_button_queues_a_run(data_dir, no_worker):
-    runs = click_start(page().run(), "adapters")
-    assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["steps"] == 60
 
 
 def test_finished_run_is_drawn(data_dir):

@@ -4,7 +4,7 @@ the one tiny lab run whose real result the render test draws."""
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, click_start, finished_run
+from tests.app.conftest import app_page, finished_run
 
 TINY = {"part": "init", "task": "facts", "r": 2, "steps": 2, "batch_size": 2, "eval_every": 2,
         "latency_repeats": 3, "eval_limit": 4}
@@ -39,18 +39,6 @@ def test_picture_measures_rank_and_b_zero_blanks_it(lang):
     at.selectbox(key="pic.matrix").select(k_proj.split(" (")[0]).run()
     assert not at.exception, at.exception
     assert metric(at, "d·k") == f"{128 * 256:,}"
-
-
-def test_start_button_queues_a_lora_run():
-    runs = click_start(page(), "lora")
-    assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["part"] == "init"
-
-
-def test_bad_param_shows_field_not_traceback():
-    at = page()
-    at.number_input(key="lora.r").set_value(0).run()
-    assert not at.exception
-    assert any("r = 0" in e.value and "1..128" in e.value for e in at.error)
 
 
 def test_finished_run_is_drawn(tmp_path):

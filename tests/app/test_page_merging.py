@@ -3,8 +3,7 @@ finished run (the session's real tiny run of the lab) renders its table, charts 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, click_start, finished_run, metric, open_run
-
+from tests.app.conftest import app_page, finished_run, metric, open_run
 
 
 def _page(lang="en") -> AppTest:
@@ -25,13 +24,6 @@ def test_picture_responds_to_its_controls(data_dir, lang, zero, title):
     at.slider(key="merging.pic.overlap").set_value(0.9).run()
     assert float(metric(at, "cos(")) > 0.95
     assert not at.exception
-
-
-def test_start_button_queues_a_run(data_dir, no_worker):
-    at = _page().run()
-    at.number_input(key="merging.steps").set_value(4).run()
-    runs = click_start(at, "merging")
-    assert len(runs) == 1 and runs[0].params["steps"] == 4
 
 
 @pytest.mark.parametrize("lang", ["zh"])

@@ -2,7 +2,7 @@
 queues a `landscape` run, and a finished run (a real tiny run of the lab) renders every result block."""
 import pytest
 
-from tests.app.conftest import app_page, click_start, finished_run, metric, open_run
+from tests.app.conftest import app_page, finished_run, metric, open_run
 
 TINY = {"methods": "lora-inits", "steps": 2, "batch_size": 2, "eval_limit": 16, "r": 2, "lora_alpha": 4.0}
 
@@ -29,13 +29,6 @@ def test_picture_follows_its_rank(data_dir):
     assert not at.exception and share() > before                 # more singular values in B·A
     at.selectbox(key="more.pic.matrix").set_value(at.selectbox(key="more.pic.matrix").options[-1]).run()
     assert not at.exception
-
-
-def test_start_button_queues_a_run(data_dir, no_worker):
-    at = app_page("more_methods").run()
-    at.selectbox(key="landscape.methods").set_value("smallest").run()
-    runs = click_start(at, "landscape")
-    assert len(runs) == 1 and runs[0].params["methods"] == "smallest"
 
 
 def test_finished_run_renders_result(data_dir):

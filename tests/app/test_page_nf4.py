@@ -2,7 +2,7 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, click_start, finished_run, metric, open_run
+from tests.app.conftest import app_page, finished_run, metric, open_run
 
 TINY = {"layers": "attention", "eval_windows": 4, "task": "none", "bnb_check": False}
 
@@ -38,11 +38,6 @@ def test_out_of_range_block_is_an_error_naming_the_field(data_dir):
     at.number_input(key="pic.block").set_value(10**7).run()
     assert not at.exception
     assert any("block" in e.value and "allowed 0.." in e.value for e in at.error)
-
-
-def test_start_button_queues_a_run(data_dir, no_worker):
-    runs = click_start(page().run(), "nf4")
-    assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["blocksize"] == 64
 
 
 def test_finished_run_is_drawn(data_dir):

@@ -2,7 +2,7 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, click_start, finished_run, open_run
+from tests.app.conftest import app_page, finished_run, open_run
 
 TINY = {"task": "facts", "variants": "qlora,lora", "steps": 2, "batch_size": 2, "eval_every": 2, "eval_limit": 16,
         "r": 2}
@@ -44,11 +44,6 @@ def test_bad_rank_is_an_error_naming_the_field(data_dir):
     at.number_input(key="pic.r").set_value(0).run()
     assert not at.exception
     assert any("**r**" in e.value and "1..1024" in e.value for e in at.error)
-
-
-def test_start_button_queues_a_run(data_dir, no_worker):
-    runs = click_start(page().run(), "qlora")
-    assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["quant_type"] == "nf4"
 
 
 def test_finished_run_is_drawn(data_dir):

@@ -3,7 +3,7 @@ field error, and a finished run (a real tiny run of the lab) renders its table, 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, click_start, finished_run, open_run
+from tests.app.conftest import app_page, finished_run, open_run
 
 TINY = {"adapters": 4, "r": 2, "batch_size": 2, "requests": 4, "prompt_len": 4, "new_tokens": 2,
         "cache_slots": 2, "sweep": True}
@@ -34,20 +34,6 @@ def test_picture_responds_to_its_widgets(data_dir, lang):
     assert high > low                                                   # the working set fits: hits jump
     at.selectbox(key="serving.pic.model").set_value("bundled").run()
     assert not at.exception
-
-
-def test_start_button_queues_a_run(data_dir, no_worker):
-    at = _page().run()
-    at.number_input(key="serving.adapters").set_value(8).run()
-    runs = click_start(at, "serving")
-    assert len(runs) == 1 and runs[0].params["adapters"] == 8
-
-
-def test_bad_value_shows_field_error_not_traceback(data_dir):
-    at = _page().run()
-    at.number_input(key="serving.adapters").set_value(0).run()
-    assert not at.exception
-    assert any("adapters" in e.value for e in at.error)
 
 
 def test_finished_run_renders_result(data_dir):

@@ -2,7 +2,7 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, click_start, finished_run, metric, open_run
+from tests.app.conftest import app_page, finished_run, metric, open_run
 
 TINY = {"steps": 1, "eval_every": 1, "eval_limit": 8, "batch_size": 2, "num_virtual_tokens": 3,
         "encoder_hidden_size": 4, "lora_r": 1, "new_tokens": 1, "latency_repeats": 1}
@@ -44,11 +44,6 @@ def test_request_longer_than_the_context_is_an_error(data_dir):
     at.run()
     assert not at.exception
     assert any("p + n" in e.value and "2,048" in e.value for e in at.error)
-
-
-def test_start_button_queues_a_run(data_dir, no_worker):
-    runs = click_start(page().run(), "soft-prompts")
-    assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["steps"] == 60
 
 
 def test_finished_run_is_drawn(data_dir):
