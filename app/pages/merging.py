@@ -12,7 +12,7 @@ import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
-from app.concept import Concept, render  # noqa: E402
+from app.concept import Concept, render, result_view  # noqa: E402
 from app.i18n import t  # noqa: E402
 from app.ui import topic_cards  # noqa: E402
 from labs.methods import merging  # noqa: E402
@@ -74,12 +74,9 @@ def _acc(row: dict, task: str) -> float:
     return row[task]["choice_accuracy"]
 
 
-def render_result(run) -> None:
-    res = run.result or {}
-    rows = res.get("rows", [])
-    if not rows:
-        st.info(t("merging.res.empty"))
-        return
+@result_view("rows", empty="merging.res.empty")
+def render_result(res: dict, run) -> None:
+    rows = res["rows"]
     a, b = res["task_a"], res["task_b"]
     st.markdown(f"#### {t('merging.res.table')}")
     table = [{t("merging.res.method"): r["method"], t("merging.res.density"): r["density"],
