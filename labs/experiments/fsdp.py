@@ -205,6 +205,7 @@ LAB = Lab(
     params=PARAMS,
     run=run,
     quick={"steps": 10, "batch_size": 8},
+    tiny={"methods": "full+lora", "steps": 3, "batch_size": 4, "world_size": 2, "r": 4},
     summary={"en": "One fine-tune in one process, with DDP and with FSDP2 over N ranks: equal loss curves, per-rank "
                    "memory from the local shards and bytes per collective, each next to the calculator's figure.",
              "zh": "同一次微调分别在单进程、DDP、以及 N 个 rank 的 FSDP2 下运行：损失曲线一致；每个 rank 的显存按本地"
