@@ -18,7 +18,7 @@ def data_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def app_page(name: str, lang: str = "en", timeout: float = 60) -> AppTest:
+def app_page(name: str, lang: str = "en", timeout: float = 120) -> AppTest:
     """app/pages/<name>.py in ``lang``, not yet run."""
     at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=timeout)
     at.session_state["lang"] = lang
@@ -61,3 +61,11 @@ def open_run(at: AppTest, rid: int) -> AppTest:
     """Run the page with ``?run=<rid>``, the link a finished run is opened with."""
     at.query_params["run"] = str(rid)
     return at.run()
+
+
+def drawn_run(at: AppTest, lab: str, params: dict, result: dict | None = None, quick: bool = False):
+    """A finished run of ``lab`` stored (see finished_run) and opened on the page ``at``: (the page, run id, result)."""
+    rid, result = finished_run(lab, params, result, quick)
+    open_run(at, rid)
+    assert not at.exception, at.exception
+    return at, rid, result

@@ -1,6 +1,5 @@
 """The measured trade-off section of the decision-guide page: three tables, disagreements, re-run through the engine."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
 import labs.compare as cmp
 from labs.methods.registry import SPECS
@@ -37,13 +36,9 @@ def data_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def page(lang="en") -> AppTest:
-    return app_page("decision_guide", lang)
-
-
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_three_tables_and_disagreements(data_dir, lang):
-    at = page(lang).run()
+    at = app_page("decision_guide", lang).run()
     assert not at.exception, at.exception
     tables = [df.value for df in at.dataframe]
     ours = next(t for t in tables if len(t) == len(cmp.METHODS) and "▲" in " ".join(map(str, t.iloc[:, 2])))
@@ -57,13 +52,13 @@ def test_three_tables_and_disagreements(data_dir, lang):
 def test_no_saved_result_is_an_info_not_a_crash(tmp_path, monkeypatch):
     monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(cmp, "DATA", tmp_path / "none")
-    at = page().run()
+    at = app_page("decision_guide").run()
     assert not at.exception, at.exception
     assert any("python -m labs compare" in i.value for i in at.info)
 
 
 def test_start_button_queues_a_compare_run(data_dir, no_worker):
-    runs = click_start(page().run(), "compare")
+    runs = click_start(app_page("decision_guide").run(), "compare")
     assert len(runs) == 1 and runs[0].status == "queued" and runs[0].params["steps"] == cmp.QUICK["steps"]
 
 
@@ -71,6 +66,6 @@ def test_finished_run_is_drawn(data_dir):
     result = {**fake_result(), "final": {"eval_accuracy": 0.9}}
     result["rows"][0]["label"] = "Full FT (run)"
     rid, _ = finished_run("compare", {}, result, quick=True)
-    at = open_run(page(), rid)
+    at = open_run(app_page("decision_guide"), rid)
     assert not at.exception, at.exception
     assert any("Full FT (run)" in list(df.value.iloc[:, 0]) for df in at.dataframe)

@@ -1,16 +1,11 @@
 """AdaLoRA page: the schedule widgets reshape b(t) and feed the lab, impossible schedules are refused with the
 field named, the start button queues a run with the shaped schedule, a finished run renders its heatmap."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, click_start, finished_run, open_run
+from tests.app.conftest import app_page, click_start, drawn_run
 
 TINY = {"task": "facts", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 1, "deltaT": 1, "steps": 4,
         "batch_size": 2, "eval_limit": 8, "target_modules": "q,v"}
-
-
-def _page(lang="en") -> AppTest:
-    return app_page("adalora", lang, timeout=120)
 
 
 def _caption_with(at, text):
@@ -19,7 +14,7 @@ def _caption_with(at, text):
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_schedule_widgets_shape_the_plot(data_dir, lang):
-    at = _page(lang).run()
+    at = app_page("adalora", lang).run()
     assert not at.exception, at.exception
     at.number_input(key="ada.init_r").set_value(12)
     at.number_input(key="ada.target_r").set_value(3)
@@ -34,7 +29,7 @@ def test_schedule_widgets_shape_the_plot(data_dir, lang):
 
 
 def test_impossible_schedule_names_the_field_and_disables_start(data_dir):
-    at = _page().run()
+    at = app_page("adalora").run()
     at.number_input(key="ada.tinit").set_value(70)
     at.number_input(key="ada.tfinal").set_value(20)
     at.run()
@@ -49,16 +44,14 @@ def test_impossible_schedule_names_the_field_and_disables_start(data_dir):
 
 
 def test_start_button_queues_the_shaped_schedule(data_dir, no_worker):
-    at = _page().run()
+    at = app_page("adalora").run()
     at.number_input(key="ada.deltaT").set_value(2).run()
     runs = click_start(at, "adalora")
     assert len(runs) == 1 and runs[0].params["deltaT"] == 2
 
 
 def test_finished_run_renders_heatmap_and_allocation(data_dir):
-    rid, result = finished_run("adalora", TINY)
-    at = open_run(_page(), rid)
-    assert not at.exception, at.exception
+    at, rid, result = drawn_run(app_page("adalora"), "adalora", TINY)
     scrub = at.slider(key=f"ada.scrub.{rid}")
     assert scrub.value == scrub.max == len(result["adalora"]["history_steps"])
     scrub.set_value(1).run()

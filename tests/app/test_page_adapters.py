@@ -1,28 +1,23 @@
 """The adapters page: the instant picture's widgets (Houlsby counter, LLaMA-Adapter gate on real weights),
 starting the lab, and drawing a stored finished run."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, finished_run, metric, open_run
+from tests.app.conftest import app_page, drawn_run, metric
 
 TINY = {"steps": 2, "eval_every": 2, "eval_limit": 8, "batch_size": 2, "bottleneck": 2, "adapter_layers": 1,
         "adapter_len": 2, "lora_r": 1, "latency_batch": 2, "new_tokens": 1, "latency_repeats": 1}
 
 
-def page(lang="en") -> AppTest:
-    return app_page("adapters", lang)
-
-
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_page_renders_in_both_languages(data_dir, lang):
-    at = page(lang).run()
+    at = app_page("adapters", lang).run()
     assert not at.exception, at.exception
     assert not at.error
     assert any("flashcards?card=" in m.value for m in at.markdown)
 
 
 def test_houlsby_counter_follows_the_formula(data_dir):
-    at = page().run()
+    at = app_page("adapters").run()
     at.selectbox(key="ad.model").set_value("llama-2-7b")
     at.slider(key="ad.m").set_value(64)
     at.run()
@@ -32,7 +27,7 @@ def test_houlsby_counter_follows_the_formula(data_dir):
 
 
 def test_llama_adapter_gate_on_real_weights(data_dir):
-    at = page().run()
+    at = app_page("adapters").run()
     at.radio(key="ad.design").set_value("llama-adapter").run()
     assert not at.exception, at.exception
     closed = next(c.value for c in at.caption if "prompts" in c.value)
@@ -46,9 +41,7 @@ def test_llama_adapter_gate_on_real_weights(data_dir):
 
 
 def test_finished_run_is_drawn(data_dir):
-    rid, _ = finished_run("adapters", TINY)
-    at = open_run(page(), rid)
-    assert not at.exception, at.exception
+    at, rid, _ = drawn_run(app_page("adapters"), "adapters", TINY)
     tables = [df.value for df in at.dataframe]
     params = next(t for t in tables if "formula value" in t.columns)
     assert list(params["method"]) == ["Houlsby", "LLaMA-Adapter", "LoRA"]

@@ -1,16 +1,11 @@
 """DoRA page: the picture's widgets drive the metrics, the start button queues a run, and a finished run
 (a real tiny run of the lab) renders its accuracy table, ΔD–ΔM scatter and slopes."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, finished_run, open_run
+from tests.app.conftest import app_page, drawn_run
 
 TINY = {"task": "facts", "r": 2, "target_modules": "q,v", "steps": 2, "batch_size": 2,
         "checkpoints": 2, "eval_limit": 8}
-
-
-def _page(lang="en") -> AppTest:
-    return app_page("dora", lang, timeout=120)
 
 
 def _metric(at, label):
@@ -19,7 +14,7 @@ def _metric(at, label):
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_picture_responds_to_its_sliders(data_dir, lang):
-    at = _page(lang).run()
+    at = app_page("dora", lang).run()
     assert not at.exception, at.exception
     assert float(_metric(at, "LoRA ΔM")) > 0
     at.slider(key="dora.pic.size").set_value(0.0).run()
@@ -34,9 +29,7 @@ def test_picture_responds_to_its_sliders(data_dir, lang):
 
 
 def test_finished_run_renders_result(data_dir):
-    rid, _ = finished_run("dora", TINY)
-    at = open_run(_page(), rid)
-    assert not at.exception, at.exception
+    at, rid, _ = drawn_run(app_page("dora"), "dora", TINY)
     assert len(at.dataframe) >= 2                              # accuracy/cost table and slopes table
     inspect = at.selectbox(key=f"dora.inspect.{rid}")
     assert inspect.value == "q_proj"

@@ -1,19 +1,14 @@
 """Merging page: the picture's controls drive its metrics in both languages, the start button queues a run, and a
 finished run (the session's real tiny run of the lab) renders its table, charts and new-token table."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import app_page, finished_run, metric, open_run
-
-
-def _page(lang="en") -> AppTest:
-    return app_page("merging", lang, timeout=120)
 
 
 @pytest.mark.parametrize("lang, zero, title", [("en", "entries exactly 0", "Merging adapters"),
                                                ("zh", "恰为 0 的元素", "适配器合并")])
 def test_picture_responds_to_its_controls(data_dir, lang, zero, title):
-    at = _page(lang).run()
+    at = app_page("merging", lang).run()
     assert not at.exception, at.exception
     assert at.title[0].value == title
     assert at.selectbox(key="merging.pic.method").value == "ties"
@@ -31,7 +26,7 @@ def test_finished_run_renders_result(data_dir, lang, tiny_run):
     from labs.experiments import get_lab
 
     rid, res = finished_run("merging", get_lab("merging").tiny, result=tiny_run("merging")[0])   # the session's run
-    at = open_run(_page(lang), rid)
+    at = open_run(app_page("merging", lang), rid)
     assert not at.exception, at.exception
     frames = [d.value for d in at.dataframe]                        # the merges table, the new-token table, history
     merges = next(f for f in frames if "only:topic" in set(f.iloc[:, 0]))

@@ -1,24 +1,19 @@
 """The NF4 page's MiniLM switch: the picture on MiniLM's real weights, the labs started with model = minilm,
 and stored finished MiniLM runs drawn with the model they used."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from labs import jobs
-from tests.app.conftest import app_page, click_start, finished_run, metric, open_run
-
-
-def page(lang="en") -> AppTest:
-    return app_page("nf4", lang, timeout=90)
+from tests.app.conftest import app_page, click_start, drawn_run, finished_run, metric
 
 
 def test_model_switch_is_offered_in_chinese_too(data_dir):
-    at = page("zh").run()
+    at = app_page("nf4", "zh").run()
     assert not at.exception, at.exception
     assert any("真实预训练" in o for o in at.radio(key="pic.model").options)
 
 
 def test_picture_switches_to_minilm_weights(data_dir):
-    at = page().run()
+    at = app_page("nf4").run()
     at.radio(key="pic.model").set_value("minilm").run()
     assert not at.exception, at.exception
     assert not at.error
@@ -29,7 +24,7 @@ def test_picture_switches_to_minilm_weights(data_dir):
 
 
 def test_start_buttons_queue_minilm_runs(data_dir, no_worker):
-    at = page().run()
+    at = app_page("nf4").run()
     at.selectbox(key="nf4.model").set_value("minilm").run()
     click_start(at, "nf4")
     cls = click_start(at, "minilm-cls")
@@ -41,13 +36,11 @@ def test_start_buttons_queue_minilm_runs(data_dir, no_worker):
 def test_finished_minilm_runs_are_drawn_with_their_model(data_dir):
     p_nf4 = {"model": "minilm", "layers": "attention", "bnb_check": False}
     p_cls = {"methods": "lora", "steps": 1, "topics": 2, "batch_size": 4, "max_length": 16}
-    rid, _ = finished_run("nf4", p_nf4)
-    at = open_run(page(), rid)
-    assert not at.exception, at.exception
+    at, rid, _ = drawn_run(app_page("nf4"), "nf4", p_nf4)
     assert any("all-MiniLM-L6-v2" in c.value for c in at.caption)
     assert any("heavier-tailed than a Gaussian" in c.value for c in at.caption)
     rid2, _ = finished_run("minilm-cls", p_cls)
-    at = page()
+    at = app_page("nf4")
     at.session_state["run.minilm-cls"] = rid2
     at.run()
     assert not at.exception, at.exception

@@ -2,7 +2,7 @@
 queues a `landscape` run, and a finished run (a real tiny run of the lab) renders every result block."""
 import pytest
 
-from tests.app.conftest import app_page, finished_run, metric, open_run
+from tests.app.conftest import app_page, drawn_run, metric
 
 TINY = {"methods": "lora-inits", "steps": 2, "batch_size": 2, "eval_limit": 16, "r": 2, "lora_alpha": 4.0}
 
@@ -32,9 +32,7 @@ def test_picture_follows_its_rank(data_dir):
 
 
 def test_finished_run_renders_result(data_dir):
-    rid, res = finished_run("landscape", TINY)
-    at = open_run(app_page("more_methods", "zh"), rid)
-    assert not at.exception, at.exception
+    at, rid, res = drawn_run(app_page("more_methods", "zh"), "landscape", TINY)
     assert len(at.dataframe) >= 3                                 # summary, LoftQ per matrix, intruders
     gap = res["quant_gap"]
     assert metric(at, "LoftQ 误差更低的矩阵数") == f"{gap['lower_on']} / {gap['of']}"

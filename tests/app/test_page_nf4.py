@@ -1,19 +1,14 @@
 """The NF4 page: the instant picture's widgets, starting the lab, and drawing a stored finished run."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, finished_run, metric, open_run
+from tests.app.conftest import app_page, drawn_run, metric
 
 TINY = {"layers": "attention", "eval_windows": 4, "task": "none", "bnb_check": False}
 
 
-def page(lang="en") -> AppTest:
-    return app_page("nf4", lang)
-
-
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_page_renders_picture_in_both_languages(data_dir, lang):
-    at = page(lang).run()
+    at = app_page("nf4", lang).run()
     assert not at.exception, at.exception
     assert not at.error
     for fmt in ("NF4", "FP4", "INT4"):
@@ -22,7 +17,7 @@ def test_page_renders_picture_in_both_languages(data_dir, lang):
 
 
 def test_picture_widgets_change_the_measured_bits(data_dir):
-    at = page().run()
+    at = app_page("nf4").run()
     at.selectbox(key="pic.source").set_value("uniform")
     at.select_slider(key="pic.blocksize").set_value(256)
     at.checkbox(key="pic.dq").uncheck()
@@ -34,16 +29,14 @@ def test_picture_widgets_change_the_measured_bits(data_dir):
 
 
 def test_out_of_range_block_is_an_error_naming_the_field(data_dir):
-    at = page().run()
+    at = app_page("nf4").run()
     at.number_input(key="pic.block").set_value(10**7).run()
     assert not at.exception
     assert any("block" in e.value and "allowed 0.." in e.value for e in at.error)
 
 
 def test_finished_run_is_drawn(data_dir):
-    rid, _ = finished_run("nf4", TINY)
-    at = open_run(page(), rid)
-    assert not at.exception, at.exception
+    at, rid, _ = drawn_run(app_page("nf4"), "nf4", TINY)
     tables = [df.value for df in at.dataframe]
     formats = next(t for t in tables if "ppl" in t.columns)
     assert list(formats.iloc[:, 0]) == ["fp32", "NF4", "FP4", "INT4"]

@@ -1,15 +1,10 @@
 """The QLoRA page: the flow diagram and memory picture's widgets, starting the lab, drawing a finished run."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, finished_run, open_run
+from tests.app.conftest import app_page, drawn_run
 
 TINY = {"task": "facts", "variants": "qlora,lora", "steps": 2, "batch_size": 2, "eval_every": 2, "eval_limit": 16,
         "r": 2}
-
-
-def page(lang="en") -> AppTest:
-    return app_page("qlora", lang)
 
 
 def total_gb(at, i: int) -> float:
@@ -18,7 +13,7 @@ def total_gb(at, i: int) -> float:
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_page_renders_flow_and_memory(data_dir, lang):
-    at = page(lang).run()
+    at = app_page("qlora", lang).run()
     assert not at.exception, at.exception
     assert not at.error
     lora16, qlora4 = total_gb(at, 0), total_gb(at, 1)
@@ -27,7 +22,7 @@ def test_page_renders_flow_and_memory(data_dir, lang):
 
 
 def test_widgets_change_the_picture(data_dir):
-    at = page().run()
+    at = app_page("qlora").run()
     before = total_gb(at, 1)
     at.checkbox(key="pic.dq").uncheck().run()
     no_dq = total_gb(at, 1)
@@ -40,16 +35,14 @@ def test_widgets_change_the_picture(data_dir):
 
 
 def test_bad_rank_is_an_error_naming_the_field(data_dir):
-    at = page().run()
+    at = app_page("qlora").run()
     at.number_input(key="pic.r").set_value(0).run()
     assert not at.exception
     assert any("**r**" in e.value and "1..1024" in e.value for e in at.error)
 
 
 def test_finished_run_is_drawn(data_dir):
-    rid, _ = finished_run("qlora", TINY)
-    at = open_run(page(), rid)
-    assert not at.exception, at.exception
+    at, rid, _ = drawn_run(app_page("qlora"), "qlora", TINY)
     tables = [df.value for df in at.dataframe]
     assert list(tables[0].iloc[:, 0]) == ["qlora", "lora"]
     assert len(tables[1]) == 4                             # unmerged + three merges

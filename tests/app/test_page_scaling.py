@@ -3,7 +3,7 @@ labs.budget, and shows a finished `fsdp` run (the shared tiny run) with its chec
 import pytest
 
 from labs.budget import estimate
-from tests.app.conftest import app_page, finished_run, open_run
+from tests.app.conftest import app_page, drawn_run
 from tests.conftest import FSDP_TINY
 
 
@@ -33,9 +33,7 @@ def test_switching_the_zero_stage_recomputes_the_table(data_dir):
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_finished_run_shows_checks_against_the_calculator(data_dir, fsdp_tiny_run, lang):
-    rid, res = finished_run("fsdp", FSDP_TINY, result=fsdp_tiny_run[0])
-    at = open_run(app_page("scaling", lang), rid)
-    assert not at.exception, at.exception
+    at, rid, res = drawn_run(app_page("scaling", lang), "fsdp", FSDP_TINY, result=fsdp_tiny_run[0])
     values = [m.value for m in at.metric]
     assert f"{res['max_loss_diff']:.1e}" in values and f"{res['world_size']} (gloo)" in values
     tables = [d.value for d in at.dataframe]

@@ -1,16 +1,11 @@
 """Serving page: the picture's widgets drive its numbers, the start button queues a run, a bad value shows a
 field error, and a finished run (a real tiny run of the lab) renders its table, memory and sweep charts."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, finished_run, open_run
+from tests.app.conftest import app_page, drawn_run
 
 TINY = {"adapters": 4, "r": 2, "batch_size": 2, "requests": 4, "prompt_len": 4, "new_tokens": 2,
         "cache_slots": 2, "sweep": True}
-
-
-def _page(lang="en") -> AppTest:
-    return app_page("serving", lang, timeout=120)
 
 
 def _metric(at, label):
@@ -19,7 +14,7 @@ def _metric(at, label):
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_picture_responds_to_its_widgets(data_dir, lang):
-    at = _page(lang).run()
+    at = app_page("serving", lang).run()
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) >= 1
     if lang == "zh":
@@ -37,8 +32,6 @@ def test_picture_responds_to_its_widgets(data_dir, lang):
 
 
 def test_finished_run_renders_result(data_dir):
-    rid, _ = finished_run("serving", TINY, quick=True)
-    at = open_run(_page(), rid)
-    assert not at.exception, at.exception
+    at, rid, _ = drawn_run(app_page("serving"), "serving", TINY, quick=True)
     assert any(df.value.shape[0] == 3 for df in at.dataframe)            # one row per strategy
     assert len(at.get("plotly_chart")) >= 4                             # picture, memory, vs K, vs batch

@@ -1,20 +1,15 @@
 """The soft-prompts page: the instant picture's widgets, starting the lab, and drawing a stored finished run."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import app_page, finished_run, metric, open_run
+from tests.app.conftest import app_page, drawn_run, metric
 
 TINY = {"steps": 1, "eval_every": 1, "eval_limit": 8, "batch_size": 2, "num_virtual_tokens": 3,
         "encoder_hidden_size": 4, "lora_r": 1, "new_tokens": 1, "latency_repeats": 1}
 
 
-def page(lang="en") -> AppTest:
-    return app_page("soft_prompts", lang)
-
-
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_page_renders_in_both_languages(data_dir, lang):
-    at = page(lang).run()
+    at = app_page("soft_prompts", lang).run()
     assert not at.exception, at.exception
     assert not at.error
     assert len(at.metric) == 3
@@ -22,7 +17,7 @@ def test_page_renders_in_both_languages(data_dir, lang):
 
 
 def test_picture_counts_follow_model_and_method(data_dir):
-    at = page().run()
+    at = app_page("soft_prompts").run()
     at.selectbox(key="sp.model").set_value("llama-3-8b")
     at.radio(key="sp.method").set_value("prefix")
     at.slider(key="sp.p").set_value(20)
@@ -37,7 +32,7 @@ def test_picture_counts_follow_model_and_method(data_dir):
 
 
 def test_request_longer_than_the_context_is_an_error(data_dir):
-    at = page().run()
+    at = app_page("soft_prompts").run()
     at.selectbox(key="sp.model").set_value("llama-65b").run()     # 2048 positions
     at.slider(key="sp.p").set_value(512)
     at.slider(key="sp.n").set_value(2000)
@@ -47,9 +42,7 @@ def test_request_longer_than_the_context_is_an_error(data_dir):
 
 
 def test_finished_run_is_drawn(data_dir):
-    rid, result = finished_run("soft-prompts", TINY)
-    at = open_run(page(), rid)
-    assert not at.exception, at.exception
+    at, rid, result = drawn_run(app_page("soft_prompts"), "soft-prompts", TINY)
     tables = [df.value for df in at.dataframe]
     params = next(t for t in tables if "formula value" in t.columns)
     assert list(params["trainable (counted)"]) == [v["trainable_params"] for v in result["variants"].values()]
