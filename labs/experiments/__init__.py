@@ -5,6 +5,7 @@ A lab is a function ``run(params, ctx) -> dict`` plus the specs of its parameter
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -31,6 +32,14 @@ _ALL = {
 }
 _HERE = __import__("pathlib").Path(__file__).resolve().parent
 MODULES = {lab: mod for lab, mod in _ALL.items() if (_HERE / f"{mod}.py").exists()}
+LAB_TEXT = _HERE.parents[1] / "content" / "labs.yaml"      # every lab's title and summary, zh + en
+
+
+@functools.lru_cache(maxsize=1)
+def _lab_text() -> dict:
+    import yaml
+
+    return yaml.safe_load(LAB_TEXT.read_text(encoding="utf-8")) or {}
 
 
 @dataclass
@@ -65,13 +74,22 @@ class Context:
 @dataclass
 class Lab:
     id: str
-    title: dict                      # {en, zh}
     params: list[Param]
     run: Callable[[dict, Context], dict]
     quick: dict = field(default_factory=dict)   # overrides applied by --quick (the CPU default)
     tiny: dict = field(default_factory=dict)    # the smallest run through every stage: the contract tests' config
-    summary: dict = field(default_factory=dict)
     hidden: bool = False                        # not offered on pages (engine self-test)
+    title: dict | None = None                   # {en, zh}; None: content/labs.yaml's entry for this id
+    summary: dict | None = None                 # {en, zh}; None: content/labs.yaml's entry for this id
+
+    def __post_init__(self):
+        text = _lab_text().get(self.id, {})
+        for key in ("title", "summary"):
+            if getattr(self, key) is None:
+                value = text.get(key)
+                if not (isinstance(value, dict) and all(isinstance(value.get(lg), str) for lg in ("en", "zh"))):
+                    raise ValueError(f"{LAB_TEXT.name}: lab {self.id!r}: field {key}: need {{en: ..., zh: ...}}")
+                setattr(self, key, value)
 
     def validate(self, values: dict | None, quick: bool = False, on_gpu: bool = False) -> dict:
         merged = {**(self.quick if quick else {}), **(values or {})}

@@ -184,16 +184,6 @@ def run(p: dict, ctx: Context) -> dict:
     return out
 
 
-LAB = Lab(
-    id="adalora",
-    title={"en": "AdaLoRA: learned rank allocation", "zh": "AdaLoRA：学出来的秩分配"},
-    params=PARAMS,
-    run=run,
-    quick={"steps": 80, "tinit": 15, "tfinal": 15, "deltaT": 5, "eval_limit": 64},
-    tiny={"task": "facts", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 2, "deltaT": 1, "steps": 6,
-          "batch_size": 4, "eval_limit": 8, "lr": 1e-2, "target_modules": "q,v"},
-    summary={"en": "AdaLoRA prunes rank-one triplets to a global budget on a cubic schedule; the heatmap shows "
-                   "where rank survives. LoRA with r = target_r is the same-budget baseline.",
-             "zh": "AdaLoRA 按三次调度把秩一三元组剪到全局预算；热力图显示秩留在哪里。"
-                   "r = target_r 的 LoRA 是同预算基线。"},
-)
+LAB = Lab("adalora", PARAMS, run, quick={"steps": 80, "tinit": 15, "tfinal": 15, "deltaT": 5, "eval_limit": 64},
+          tiny={"task": "facts", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 2, "deltaT": 1, "steps": 6,
+               "batch_size": 4, "eval_limit": 8, "lr": 1e-2, "target_modules": "q,v"})

@@ -159,17 +159,7 @@ def run(p: dict, ctx: Context) -> dict:
             "seconds": sum(v["seconds"] for v in variants.values())}
 
 
-LAB = Lab(
-    id="adapters",
-    title={"en": "Adapters: Houlsby vs LLaMA-Adapter vs LoRA", "zh": "Adapter：Houlsby、LLaMA-Adapter 与 LoRA"},
-    params=PARAMS,
-    run=run,
-    quick={"steps": 60, "eval_every": 20, "eval_limit": 64, "latency_repeats": 3, "new_tokens": 12},
-    tiny={"steps": 3, "eval_every": 3, "eval_limit": 16, "batch_size": 4, "bottleneck": 4, "adapter_layers": 2,
-          "adapter_len": 3, "lora_r": 2, "latency_batch": 2, "new_tokens": 2, "latency_repeats": 1},
-    summary={"en": "Serial bottleneck adapters, zero-gated prompts and LoRA on one task: parameters by formula, "
-                   "accuracy, curves, the gates opening from 0, and the measured per-token latency vs the base "
-                   "and a merged LoRA.",
-             "zh": "串行瓶颈 adapter、零初始化门控提示与 LoRA 在同一任务上对比：按公式核对参数量、准确率与曲线，"
-                   "门控从 0 打开的过程，以及相对基座和合并后 LoRA 的实测每 token 延迟。"},
-)
+LAB = Lab("adapters", PARAMS, run,
+          quick={"steps": 60, "eval_every": 20, "eval_limit": 64, "latency_repeats": 3, "new_tokens": 12},
+          tiny={"steps": 3, "eval_every": 3, "eval_limit": 16, "batch_size": 4, "bottleneck": 4, "adapter_layers": 2,
+               "adapter_len": 3, "lora_r": 2, "latency_batch": 2, "new_tokens": 2, "latency_repeats": 1})

@@ -32,7 +32,6 @@ def run(p: dict, ctx: Context) -> dict:
 
 LAB = Lab(
     id="compare",
-    title={"en": "Trade-off table, measured", "zh": "实测 Trade-off 对比表"},
     params=PARAMS,
     run=run,
     quick=dict(QUICK),

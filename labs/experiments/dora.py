@@ -209,16 +209,6 @@ def run(p: dict, ctx: Context) -> dict:
             "accuracy": {m: r["final"]["eval_accuracy"] for m, r in runs.items()}}
 
 
-LAB = Lab(
-    id="dora",
-    title={"en": "DoRA: magnitude and direction", "zh": "DoRA：幅度与方向"},
-    params=PARAMS,
-    run=run,
-    quick={"steps": 60, "checkpoints": 4, "eval_limit": 64},
-    tiny={"task": "facts", "r": 2, "target_modules": "q,v", "steps": 4, "batch_size": 4, "checkpoints": 2,
-          "eval_limit": 8, "lr": 1e-2, "ft_lr": 1e-3},
-    summary={"en": "Full FT, LoRA and DoRA on the same task, rank and data order: accuracy, ΔD against ΔM "
-                   "per layer and checkpoint with the fitted slope per method, and DoRA's cost over LoRA.",
-             "zh": "全量微调、LoRA 与 DoRA 使用相同任务、秩与数据顺序：准确率、各层各检查点的 ΔD–ΔM "
-                   "及每种方法的拟合斜率，以及 DoRA 相对 LoRA 的额外开销。"},
-)
+LAB = Lab("dora", PARAMS, run, quick={"steps": 60, "checkpoints": 4, "eval_limit": 64},
+          tiny={"task": "facts", "r": 2, "target_modules": "q,v", "steps": 4, "batch_size": 4, "checkpoints": 2,
+               "eval_limit": 8, "lr": 1e-2, "ft_lr": 1e-3})

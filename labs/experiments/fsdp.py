@@ -199,15 +199,5 @@ def run(p: dict, ctx: Context) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
-LAB = Lab(
-    id="fsdp",
-    title={"en": "Scaling out: DDP vs FSDP2 (sharded)", "zh": "多卡扩展：DDP 与 FSDP2（分片）"},
-    params=PARAMS,
-    run=run,
-    quick={"steps": 10, "batch_size": 8},
-    tiny={"methods": "full+lora", "steps": 3, "batch_size": 4, "world_size": 2, "r": 4},
-    summary={"en": "One fine-tune in one process, with DDP and with FSDP2 over N ranks: equal loss curves, per-rank "
-                   "memory from the local shards and bytes per collective, each next to the calculator's figure.",
-             "zh": "同一次微调分别在单进程、DDP、以及 N 个 rank 的 FSDP2 下运行：损失曲线一致；每个 rank 的显存按本地"
-                   "分片统计，每种集合通信的字节数逐一计数，并与显存计算器的预测并排对照。"},
-)
+LAB = Lab("fsdp", PARAMS, run, quick={"steps": 10, "batch_size": 8},
+          tiny={"methods": "full+lora", "steps": 3, "batch_size": 4, "world_size": 2, "r": 4})

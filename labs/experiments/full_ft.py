@@ -31,13 +31,4 @@ def run(p: dict, ctx: Context) -> dict:
     return {"task": p["task"], "chance": get_task(p["task"]).chance, **res}
 
 
-LAB = Lab(
-    id="full-ft",
-    title={"en": "Full fine-tuning (baseline)", "zh": "全量微调（基线）"},
-    params=PARAMS,
-    run=run,
-    quick={},
-    tiny={"steps": 2, "batch_size": 2, "eval_every": 2},
-    summary={"en": "Every weight trains: the reference point for accuracy and memory.",
-             "zh": "所有权重都参与训练：准确率与显存的参照基准。"},
-)
+LAB = Lab("full-ft", PARAMS, run, quick={}, tiny={"steps": 2, "batch_size": 2, "eval_every": 2})

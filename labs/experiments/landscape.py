@@ -210,18 +210,9 @@ def run(p: dict, ctx: Context) -> dict:
     return out
 
 
-LAB = Lab(
-    id="landscape",
-    title={"en": "More PEFT methods, side by side", "zh": "更多 PEFT 方法对比"},
-    params=PARAMS,
-    run=run,
-    quick={"steps": 40, "eval_limit": 40, "batch_size": 16},
-    tiny={"steps": 2, "batch_size": 2, "eval_limit": 16, "r": 4, "lora_alpha": 8.0, "vera_r": 32, "galore_gap": 1},
-    summary={"en": "IA³, VeRA, PiSSA, LoftQ and GaLore next to LoRA, QLoRA and full fine-tuning on one task: trainable "
-                   "parameters, measured memory by category, accuracy, the quantization gap LoftQ closes, time per step.",
-             "zh": "在同一任务上把 IA³、VeRA、PiSSA、LoftQ、GaLore 与 LoRA、QLoRA、全量微调并排比较：可训练参数、按类别"
-                   "实测的内存、准确率、LoftQ 弥合的量化差距、每步耗时。"},
-)
+LAB = Lab("landscape", PARAMS, run, quick={"steps": 40, "eval_limit": 40, "batch_size": 16},
+          tiny={"steps": 2, "batch_size": 2, "eval_limit": 16, "r": 4, "lora_alpha": 8.0, "vera_r": 32,
+               "galore_gap": 1})
 
 
 # ---------------------------------------------------------------------------------------------------

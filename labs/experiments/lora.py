@@ -329,17 +329,7 @@ def spectrum(W: torch.Tensor, seed: int = 0) -> dict:
             "err_weight": rank_r_error(sv_w), "err_gauss": rank_r_error(sv_g)}
 
 
-LAB = Lab(
-    id="lora",
-    title={"en": "LoRA: init, rank & alpha, LoRA+, targets, merge", "zh": "LoRA：初始化、秩与 alpha、LoRA+、挂载位置、合并"},
-    params=PARAMS,
-    run=run,
-    # the CPU budget (<= 60 s on 2 cores): init comparison + merge check at half the default training
-    quick={"part": "init", "steps": 15, "batch_size": 8, "eval_every": 5, "eval_limit": 20, "latency_repeats": 7},
-    tiny={"part": "init", "task": "facts", "r": 4, "steps": 3, "batch_size": 4, "eval_every": 3,
-          "latency_repeats": 3, "lr": 1e-2, "eval_limit": 4},
-    summary={"en": "Each part trains a few LoRA variants on the same batches and overlays their curves; every run "
-                   "ends by merging W0 + s·BA and measuring merged vs unmerged outputs and latency.",
-             "zh": "每个部分在同样的批次上训练几个 LoRA 变体并叠加曲线；每次运行最后都合并 W0 + s·BA，"
-                   "测量合并前后输出差与推理延迟。"},
-)
+LAB = Lab("lora", PARAMS, run,
+          quick={"part": "init", "steps": 15, "batch_size": 8, "eval_every": 5, "eval_limit": 20, "latency_repeats": 7},
+          tiny={"part": "init", "task": "facts", "r": 4, "steps": 3, "batch_size": 4, "eval_every": 3,
+               "latency_repeats": 3, "lr": 1e-2, "eval_limit": 4})

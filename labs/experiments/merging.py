@@ -267,18 +267,7 @@ def run(p: dict, ctx: Context) -> dict:
     return result
 
 
-LAB = Lab(
-    id="merging",
-    title={"en": "Merging adapters", "zh": "适配器合并"},
-    params=PARAMS,
-    run=run,
-    quick={"steps": 80, "eval_limit": 40, "densities": "0.1,0.3,1.0", "new_token_steps": 30},
-    tiny={"task_a": "topic", "task_b": "sentiment", "r": 2, "steps": 3, "batch_size": 4, "eval_limit": 8,
-          "densities": "0.5,1.0", "new_token_steps": 2, "lr": 1e-2},
-    summary={"en": "Two LoRA adapters on different tasks merged by task arithmetic, peft's linear/SVD, TIES and "
-                   "DARE, each scored on both tasks next to the single-task adapters, with a density sweep; then new "
-                   "chat tokens trained by LoRA alone, trainable_token_indices and modules_to_save.",
-             "zh": "两个在不同任务上训练的 LoRA adapter，用任务算术、peft 的 linear/SVD、TIES 与 DARE 合并，每种合并"
-                   "都在两个任务上评分并与单任务 adapter 对照，另有密度扫描；再比较新增聊天 token 在只用 LoRA、"
-                   "trainable_token_indices 与 modules_to_save 三种方式下的训练效果。"},
-)
+LAB = Lab("merging", PARAMS, run,
+          quick={"steps": 80, "eval_limit": 40, "densities": "0.1,0.3,1.0", "new_token_steps": 30},
+          tiny={"task_a": "topic", "task_b": "sentiment", "r": 2, "steps": 3, "batch_size": 4, "eval_limit": 8,
+               "densities": "0.5,1.0", "new_token_steps": 2, "lr": 1e-2})

@@ -196,16 +196,4 @@ def run(p: dict, ctx: Context) -> dict:
             "chance": task.chance, "variants": results}
 
 
-LAB = Lab(
-    id="minilm-cls",
-    title={"en": "Fine-tune a real pretrained model: MiniLM topic classifier (full vs LoRA vs QLoRA)",
-           "zh": "微调真实预训练模型：MiniLM 主题分类（全量 vs LoRA vs QLoRA）"},
-    params=PARAMS,
-    run=run,
-    quick={},
-    tiny={"steps": 2, "topics": 3, "batch_size": 4, "max_length": 16},
-    summary={"en": "all-MiniLM-L6-v2 learns to tell which PEFT topic a flashcard question is about; held-out "
-                   "accuracy, seconds per step and memory by category for full fine-tuning, LoRA and QLoRA.",
-             "zh": "all-MiniLM-L6-v2 学习判断一道闪卡问题属于哪个 PEFT 主题；对比全量微调、LoRA、QLoRA 的留出准确率、"
-                   "每步秒数与各类显存/内存。"},
-)
+LAB = Lab("minilm-cls", PARAMS, run, quick={}, tiny={"steps": 2, "topics": 3, "batch_size": 4, "max_length": 16})

@@ -209,16 +209,8 @@ def run_minilm(p: dict, ctx: Context) -> dict:
             "formats": formats, "double": double, "bnb": bnb, "n_pairs": len(pairs)}
 
 
-LAB = Lab(
-    id="nf4",
-    title={"en": "NF4 vs FP4 vs INT4 on the base model", "zh": "基座模型上的 NF4、FP4 与 INT4 对比"},
-    params=PARAMS,
-    run=run,
-    quick={"eval_windows": 32},
-    tiny={"layers": "attention", "eval_windows": 4, "task": "none", "bnb_check": True},
-    summary={"en": "Quantize every linear layer with three 4-bit codes; measure error, perplexity and bits per weight.",
-             "zh": "用三种 4 位码本量化每个线性层；测量误差、困惑度和每个权重的位数。"},
-)
+LAB = Lab("nf4", PARAMS, run, quick={"eval_windows": 32},
+          tiny={"layers": "attention", "eval_windows": 4, "task": "none", "bnb_check": True})
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -190,18 +190,8 @@ def paging_note(device: torch.device) -> dict:
             "never runs short, so no page moves", "free_bytes": free, "total_bytes": total}
 
 
-LAB = Lab(
-    id="qlora",
-    title={"en": "QLoRA vs LoRA vs full fine-tuning", "zh": "QLoRA、LoRA 与全量微调对比"},
-    params=PARAMS,
-    run=run,
-    quick={"steps": 40, "eval_every": 40},
-    tiny={"task": "facts", "steps": 3, "batch_size": 4, "eval_every": 3, "eval_limit": 16, "r": 4},
-    summary={"en": "Train the same adapter on a 4-bit and on an fp32 base, and fully fine-tune; compare accuracy, "
-                   "time per step and measured memory by category; then merge the 4-bit adapter three ways.",
-             "zh": "在 4 位基座和 fp32 基座上训练同一个 adapter，再做一次全量微调；比较准确率、每步耗时和按类别实测的"
-                   "内存；最后用三种方式合并 4 位 adapter。"},
-)
+LAB = Lab("qlora", PARAMS, run, quick={"steps": 40, "eval_every": 40},
+          tiny={"task": "facts", "steps": 3, "batch_size": 4, "eval_every": 3, "eval_limit": 16, "r": 4})
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -43,6 +43,4 @@ def run(p: dict, ctx: Context) -> dict:
     return {"device": "cpu", "final": {"eval_loss": math.exp(-p["steps"] / 10)}}
 
 
-LAB = Lab(id="selftest", title={"en": "Engine self-test", "zh": "引擎自检"}, params=PARAMS, run=run,
-          summary={"en": "Synthetic events; can fail on purpose.", "zh": "合成事件，可按需故障。"}, hidden=True,
-          tiny={"steps": 3, "delay": 0.0})
+LAB = Lab(id="selftest", params=PARAMS, run=run, hidden=True, tiny={"steps": 3, "delay": 0.0})

@@ -142,19 +142,9 @@ def _run(p: dict, ctx: Context, device) -> dict:
             "max_abs_diff": max(s["max_abs_diff"] for s in strategies.values())}
 
 
-LAB = Lab(
-    id="serving",
-    title={"en": "Multi-LoRA serving", "zh": "多 LoRA 服务"},
-    params=PARAMS,
-    run=run,
-    quick={"requests": 12, "prompt_len": 12, "new_tokens": 4, "batch_size": 6},
-    tiny={"adapters": 4, "r": 2, "batch_size": 2, "requests": 4, "prompt_len": 4, "new_tokens": 2, "cache_slots": 2,
-          "sweep": True, "target_modules": "q,v"},
-    summary={"en": "One base, K adapters: merge-and-swap vs a pass per adapter group vs one batched pass "
-                   "(our BGMV/SGMV kernels), with the same outputs; throughput, latency and memory measured.",
-             "zh": "一个基座、K 个 adapter：合并再切换、按 adapter 分组各跑一次、一次批量前向（我们自己的 BGMV/SGMV "
-                   "kernel），输出一致；实测吞吐、延迟和内存。"},
-)
+LAB = Lab("serving", PARAMS, run, quick={"requests": 12, "prompt_len": 12, "new_tokens": 4, "batch_size": 6},
+          tiny={"adapters": 4, "r": 2, "batch_size": 2, "requests": 4, "prompt_len": 4, "new_tokens": 2,
+               "cache_slots": 2, "sweep": True, "target_modules": "q,v"})
 
 
 # ---------------------------------------------------------------------------------------------

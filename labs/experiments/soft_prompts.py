@@ -189,16 +189,7 @@ def run(p: dict, ctx: Context) -> dict:
             "seconds": sum(v["seconds"] for v in variants.values())}
 
 
-LAB = Lab(
-    id="soft-prompts",
-    title={"en": "Soft prompts: prompt vs prefix vs P-tuning v2", "zh": "软提示：Prompt、Prefix 与 P-tuning v2"},
-    params=PARAMS,
-    run=run,
-    quick={"steps": 60, "eval_every": 20, "eval_limit": 64, "latency_repeats": 3, "new_tokens": 12},
-    tiny={"steps": 2, "eval_every": 2, "eval_limit": 16, "batch_size": 4, "num_virtual_tokens": 4,
-          "encoder_hidden_size": 8, "lora_r": 2, "new_tokens": 2, "latency_repeats": 1},
-    summary={"en": "Three soft-prompt methods and a LoRA reference on one task: parameters by formula, accuracy, "
-                   "curves, and the measured per-token cost of the extra key/values vs a merged LoRA.",
-             "zh": "在同一任务上训练三种软提示方法和一个 LoRA 参照：按公式核对参数量、准确率与曲线，"
-                   "并实测额外 key/value 带来的每 token 推理开销，与合并后的 LoRA 对比。"},
-)
+LAB = Lab("soft-prompts", PARAMS, run,
+          quick={"steps": 60, "eval_every": 20, "eval_limit": 64, "latency_repeats": 3, "new_tokens": 12},
+          tiny={"steps": 2, "eval_every": 2, "eval_limit": 16, "batch_size": 4, "num_virtual_tokens": 4,
+               "encoder_hidden_size": 8, "lora_r": 2, "new_tokens": 2, "latency_repeats": 1})
