@@ -42,6 +42,17 @@ def tiny_run(tmp_path_factory):
     return get
 
 
+def shared_tiny_run(lab_id: str, fields: int = 3):
+    """A module fixture for a lab's own tests: the first ``fields`` of the session's tiny run of ``lab_id``
+    (result, events, out_dir), e.g. ``ran = shared_tiny_run("adapters", 2)``."""
+
+    @pytest.fixture(scope="module")
+    def fixture(tiny_run):
+        return tiny_run(lab_id)[:fields]
+
+    return fixture
+
+
 @pytest.fixture(scope="session")
 def fsdp_tiny_run(tiny_run):
     """One small run of lab `fsdp` (2 ranks, full FT + LoRA, 3 steps), shared by its lab test, the calculator's

@@ -9,13 +9,12 @@ from labs.base import model_dir
 from labs.experiments import get_lab, run_lab
 from labs.experiments import adalora as A
 from labs.params import ParamError
+from tests.conftest import shared_tiny_run
 
 TINY = A.LAB.tiny
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_run):
-    return tiny_run("adalora")               # the session's one tiny run (tests/conftest.py)
+tiny_run = shared_tiny_run("adalora")
 
 
 def test_schedule_is_the_cubic_of_the_paper():

@@ -6,13 +6,12 @@ import pytest
 
 from labs.experiments import get_lab, run_lab
 from labs.params import ParamError
+from tests.conftest import shared_tiny_run
 
 TINY = get_lab("adapters").tiny
 
 
-@pytest.fixture(scope="module")
-def ran(tiny_run):
-    return tiny_run("adapters")[:2]          # the session's one tiny run (tests/conftest.py)
+ran = shared_tiny_run("adapters", 2)
 
 
 def test_result_json_counts_and_step0(ran):

@@ -6,13 +6,12 @@ import pytest
 import torch
 
 from labs.experiments import dora as D
+from tests.conftest import shared_tiny_run
 
 TINY = D.LAB.tiny
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_run):
-    return tiny_run("dora")                  # the session's one tiny run (tests/conftest.py)
+tiny_run = shared_tiny_run("dora")
 
 
 def test_every_method_starts_at_the_base(tiny_run):

@@ -9,6 +9,7 @@ import torch
 
 from labs.experiments import get_lab
 from labs.experiments import lora as L
+from tests.conftest import shared_tiny_run
 
 TINY = L.LAB.tiny
 
@@ -24,9 +25,7 @@ def cached_base():
         yield
 
 
-@pytest.fixture(scope="module")
-def init_run(tiny_run):
-    return tiny_run("lora")                  # the session's one tiny run (tests/conftest.py): the init part
+init_run = shared_tiny_run("lora")          # the init part
 
 
 def by_init(res):

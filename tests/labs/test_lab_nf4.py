@@ -7,13 +7,12 @@ import torch
 
 from labs import quant_probe as probe
 from labs.experiments import nf4 as N
+from tests.conftest import shared_tiny_run
 
 TINY = N.LAB.tiny
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_run):
-    return tiny_run("nf4")[:2]               # the session's one tiny run (tests/conftest.py)
+tiny_run = shared_tiny_run("nf4", 2)
 
 
 @pytest.fixture(scope="module")

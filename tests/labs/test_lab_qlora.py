@@ -5,13 +5,12 @@ import json
 import pytest
 
 from labs.experiments import get_lab
+from tests.conftest import shared_tiny_run
 
 TINY = get_lab("qlora").tiny
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_run):
-    return tiny_run("qlora")                 # the session's one tiny run (tests/conftest.py)
+tiny_run = shared_tiny_run("qlora")
 
 
 def test_memory_by_category_is_measured(tiny_run):

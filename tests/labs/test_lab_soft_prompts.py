@@ -7,14 +7,13 @@ import pytest
 from labs.experiments import run_lab
 from labs.experiments.soft_prompts import LAB, formula, geometry
 from labs.params import ParamError
+from tests.conftest import shared_tiny_run
 
 TINY = LAB.tiny
 P = TINY["num_virtual_tokens"]
 
 
-@pytest.fixture(scope="module")
-def ran(tiny_run):
-    return tiny_run("soft-prompts")[:2]      # the session's one tiny run (tests/conftest.py)
+ran = shared_tiny_run("soft-prompts", 2)
 
 
 def test_result_is_json_and_counts_match_the_formulas(ran):
