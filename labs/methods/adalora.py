@@ -224,10 +224,7 @@ def svd_layers(model: nn.Module) -> dict[str, SVDLinear]:
 
 def merge_and_unload(model: nn.Module) -> nn.Module:
     """Fold each P·diag(Λ)·Q update into its base weight and put the plain linear back (what decoding times)."""
-    for name, m in svd_layers(model).items():
-        m.merge()
-        inject.replace_module(model, name, m.base_layer)
-    return model
+    return inject.unload_layers(model, svd_layers)
 
 
 def _add_orth_reg(weight: float):

@@ -153,24 +153,16 @@ def peft_target_lists(all_linears: list[str], targets: list[str], ff: list[str])
 
 
 def merge(model: nn.Module) -> nn.Module:
-    for m in ia3_layers(model).values():
-        m.merge()
-    return model
+    return inject.merge_layers(model, ia3_layers)
 
 
 def unmerge(model: nn.Module) -> nn.Module:
-    for m in ia3_layers(model).values():
-        m.unmerge()
-    return model
+    return inject.unmerge_layers(model, ia3_layers)
 
 
 def merge_and_unload(model: nn.Module) -> nn.Module:
     """Fold every ia3_l into its weight and put the plain linears back (no adapter code left)."""
-    for name, m in ia3_layers(model).items():
-        m.merge()
-        inject.replace_module(model, name, m.base_layer)
-    model.__dict__.pop("peft_lab_config", None)
-    return model
+    return inject.unload_layers(model, ia3_layers)
 
 
 # -- PEFT format (labs.methods.io) --------------------------------------------------------------------------

@@ -161,3 +161,28 @@ def trainable_report(model: nn.Module) -> dict:
             trainable += p.numel()
     total += sum(int(getattr(m, "logical_numel", 0)) for m in model.modules())   # packed weights held as buffers
     return {"trainable": trainable, "total": total, "percent": 100.0 * trainable / max(total, 1)}
+
+
+# ------------------------------------------------------------------ merging, for every adapter that wraps a linear
+# An adapter layer keeps the linear it wraps as `base_layer` and folds itself into it with `merge()` (`unmerge()`
+# takes it out again). `layers(model)` finds a method's adapter layers, e.g. lora.lora_layers.
+def merge_layers(model: nn.Module, layers: Callable[[nn.Module], dict]) -> nn.Module:
+    """Fold every adapter into its base weight; the forward then computes the base alone."""
+    for m in layers(model).values():
+        m.merge()
+    return model
+
+
+def unmerge_layers(model: nn.Module, layers: Callable[[nn.Module], dict]) -> nn.Module:
+    for m in layers(model).values():
+        m.unmerge()
+    return model
+
+
+def unload_layers(model: nn.Module, layers: Callable[[nn.Module], dict]) -> nn.Module:
+    """Merge, then put the plain base linears back: a standard transformers model with no adapter code."""
+    for name, m in layers(model).items():
+        m.merge()
+        replace_module(model, name, m.base_layer)
+    model.__dict__.pop("peft_lab_config", None)
+    return model

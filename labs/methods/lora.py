@@ -203,24 +203,16 @@ def apply(model: nn.Module, r: int = 8, lora_alpha: float = 16, target_modules="
 
 def merge(model: nn.Module) -> nn.Module:
     """Fold every adapter into its base weight (W0 ← W0 + s·BA, or DoRA's m/||·||·(W0+sBA)); forward = base."""
-    for m in lora_layers(model).values():
-        m.merge()
-    return model
+    return inject.merge_layers(model, lora_layers)
 
 
 def unmerge(model: nn.Module) -> nn.Module:
-    for m in lora_layers(model).values():
-        m.unmerge()
-    return model
+    return inject.unmerge_layers(model, lora_layers)
 
 
 def merge_and_unload(model: nn.Module) -> nn.Module:
     """Merge, then put the plain base linears back: a standard transformers model with no adapter code."""
-    for name, m in lora_layers(model).items():
-        m.merge()
-        inject.replace_module(model, name, m.base_layer)
-    model.__dict__.pop("peft_lab_config", None)
-    return model
+    return inject.unload_layers(model, lora_layers)
 
 
 def loraplus_param_groups(model: nn.Module, lr: float, ratio: float = 16.0, weight_decay: float = 0.0) -> list[dict]:

@@ -155,24 +155,17 @@ def apply(model: nn.Module, r: int = 256, target_modules=None, projection_prng_k
 
 
 def merge(model: nn.Module) -> nn.Module:
-    for m in vera_layers(model).values():
-        m.merge()
-    return model
+    return inject.merge_layers(model, vera_layers)
 
 
 def unmerge(model: nn.Module) -> nn.Module:
-    for m in vera_layers(model).values():
-        m.unmerge()
-    return model
+    return inject.unmerge_layers(model, vera_layers)
 
 
 def merge_and_unload(model: nn.Module) -> nn.Module:
     """Fold ΔW = Λ_b B Λ_d A into each weight, put the plain linears back and drop the shared projections."""
-    for name, m in vera_layers(model).items():
-        m.merge()
-        inject.replace_module(model, name, m.base_layer)
+    inject.unload_layers(model, vera_layers)
     delattr(model, PROJECTIONS)
-    model.__dict__.pop("peft_lab_config", None)
     return model
 
 
