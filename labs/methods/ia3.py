@@ -22,6 +22,7 @@ PEFT stores `ia3_l` as (out, 1) for attention targets and (1, in) for feed-forwa
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Union
@@ -152,17 +153,10 @@ def peft_target_lists(all_linears: list[str], targets: list[str], ff: list[str])
     return sorted(targets), sorted(ff)
 
 
-def merge(model: nn.Module) -> nn.Module:
-    return inject.merge_layers(model, ia3_layers)
-
-
-def unmerge(model: nn.Module) -> nn.Module:
-    return inject.unmerge_layers(model, ia3_layers)
-
-
-def merge_and_unload(model: nn.Module) -> nn.Module:
-    """Fold every ia3_l into its weight and put the plain linears back (no adapter code left)."""
-    return inject.unload_layers(model, ia3_layers)
+# fold every ia3_l into its weight (unmerge divides it out again); merge_and_unload: plain linears, no adapter code
+merge = functools.partial(inject.merge_layers, layers=ia3_layers)
+unmerge = functools.partial(inject.unmerge_layers, layers=ia3_layers)
+merge_and_unload = functools.partial(inject.unload_layers, layers=ia3_layers)
 
 
 # -- PEFT format (labs.methods.io) --------------------------------------------------------------------------

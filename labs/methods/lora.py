@@ -27,6 +27,7 @@ Public API (names follow PEFT so the code transfers):
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import asdict, dataclass, field
@@ -201,18 +202,11 @@ def apply(model: nn.Module, r: int = 8, lora_alpha: float = 16, target_modules="
     return model
 
 
-def merge(model: nn.Module) -> nn.Module:
-    """Fold every adapter into its base weight (W0 ← W0 + s·BA, or DoRA's m/||·||·(W0+sBA)); forward = base."""
-    return inject.merge_layers(model, lora_layers)
-
-
-def unmerge(model: nn.Module) -> nn.Module:
-    return inject.unmerge_layers(model, lora_layers)
-
-
-def merge_and_unload(model: nn.Module) -> nn.Module:
-    """Merge, then put the plain base linears back: a standard transformers model with no adapter code."""
-    return inject.unload_layers(model, lora_layers)
+# merge(model): W0 ← W0 + s·BA (DoRA: m/||·||·(W0 + sBA)) in every layer, the forward is the base's alone;
+# unmerge(model) takes it out again; merge_and_unload(model): merged plain linears, no adapter code left
+merge = functools.partial(inject.merge_layers, layers=lora_layers)
+unmerge = functools.partial(inject.unmerge_layers, layers=lora_layers)
+merge_and_unload = functools.partial(inject.unload_layers, layers=lora_layers)
 
 
 def loraplus_param_groups(model: nn.Module, lr: float, ratio: float = 16.0, weight_decay: float = 0.0) -> list[dict]:

@@ -26,6 +26,7 @@ A first, then B, each U(−√(6/fan_in), √(6/fan_in)) from the same generator
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Union
@@ -154,12 +155,8 @@ def apply(model: nn.Module, r: int = 256, target_modules=None, projection_prng_k
     return model
 
 
-def merge(model: nn.Module) -> nn.Module:
-    return inject.merge_layers(model, vera_layers)
-
-
-def unmerge(model: nn.Module) -> nn.Module:
-    return inject.unmerge_layers(model, vera_layers)
+merge = functools.partial(inject.merge_layers, layers=vera_layers)        # fold ΔW = Λ_b B Λ_d A into each weight
+unmerge = functools.partial(inject.unmerge_layers, layers=vera_layers)
 
 
 def merge_and_unload(model: nn.Module) -> nn.Module:
