@@ -2,14 +2,10 @@
 field error, and a finished run (a real tiny run of the lab) renders its table, memory and sweep charts."""
 import pytest
 
-from tests.app.conftest import app_page, drawn_run
+from tests.app.conftest import app_page, drawn_run, metric
 
 TINY = {"adapters": 4, "r": 2, "batch_size": 2, "requests": 4, "prompt_len": 4, "new_tokens": 2,
         "cache_slots": 2, "sweep": True}
-
-
-def _metric(at, label):
-    return next(m.value for m in at.metric if m.label == label)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -19,13 +15,13 @@ def test_picture_responds_to_its_widgets(data_dir, lang):
     assert len(at.get("plotly_chart")) >= 1
     if lang == "zh":
         return
-    merged16 = _metric(at, "K merged copies")
+    merged16 = metric(at, "K merged copies")
     at.slider(key="serving.pic.adapters").set_value(32).run()
-    assert _metric(at, "K merged copies") != merged16                  # merged copies grow with K
+    assert metric(at, "K merged copies") != merged16                  # merged copies grow with K
     at.slider(key="serving.pic.slots").set_value(1).run()
-    low = float(_metric(at, "Cache hit rate (LRU)").rstrip("%"))
+    low = float(metric(at, "Cache hit rate (LRU)").rstrip("%"))
     at.slider(key="serving.pic.slots").set_value(32).run()
-    high = float(_metric(at, "Cache hit rate (LRU)").rstrip("%"))
+    high = float(metric(at, "Cache hit rate (LRU)").rstrip("%"))
     assert high > low                                                   # the working set fits: hits jump
     at.selectbox(key="serving.pic.model").set_value("bundled").run()
     assert not at.exception
