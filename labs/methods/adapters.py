@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labs.methods import inject
+
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
@@ -37,11 +39,6 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
         raise ValueError(f"{type(model).__name__}: found no decoder layer with .self_attn and .mlp "
                          "(Llama/Qwen2/Mistral-style models are supported)")
     return layers
-
-
-def _freeze(model: nn.Module) -> None:
-    for p in model.parameters():
-        p.requires_grad_(False)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -91,7 +88,7 @@ def apply_houlsby(model: nn.Module, bottleneck: int = 16, activation: str = "gel
     if not init_std >= 0:
         raise ValueError(f"init_std={init_std!r}: allowed a number >= 0 (the paper uses 1e-2)")
     layers = decoder_layers(model)
-    _freeze(model)
+    inject.freeze(model)
     d = model.config.hidden_size
     ref = model.get_input_embeddings().weight
     for layer in layers:
@@ -158,7 +155,7 @@ def apply_llama_adapter(model: nn.Module, adapter_len: int = 10, adapter_layers:
         raise ValueError(f"adapter_len={adapter_len!r}: allowed an integer >= 1")
     if not isinstance(adapter_layers, int) or not 1 <= adapter_layers <= len(layers):
         raise ValueError(f"adapter_layers={adapter_layers!r}: allowed 1..{len(layers)} (the model's layer count)")
-    _freeze(model)
+    inject.freeze(model)
     cfg = model.config
     for layer in layers[-adapter_layers:]:
         layer.self_attn = AdaptedAttention(layer.self_attn, adapter_len, cfg.hidden_size, cfg.num_attention_heads)

@@ -28,6 +28,8 @@ import math
 import torch
 from torch import nn
 
+from labs.methods import inject
+
 PROMPT_INITS = ("random", "vocab", "text")
 SOFT_PROMPTS = ("prompt", "prefix", "ptuning-v2")     # the registry names of the methods in this module
 
@@ -36,11 +38,6 @@ def _check_n(num_virtual_tokens) -> int:
     if not isinstance(num_virtual_tokens, int) or isinstance(num_virtual_tokens, bool) or num_virtual_tokens < 1:
         raise ValueError(f"num_virtual_tokens={num_virtual_tokens!r}: allowed an integer >= 1")
     return num_virtual_tokens
-
-
-def _freeze(model: nn.Module) -> None:
-    for p in model.parameters():
-        p.requires_grad_(False)
 
 
 class SoftPromptModel(nn.Module):
@@ -177,7 +174,7 @@ def apply_prompt_tuning(model: nn.Module, num_virtual_tokens: int = 8, init: str
                         init_text: str | None = None, tokenizer=None, seed: int | None = None) -> PromptTuningModel:
     """Freeze `model`; return a wrapper whose only trainable tensor is the (n, d) prompt."""
     _check_n(num_virtual_tokens)
-    _freeze(model)
+    inject.freeze(model)
     wrapped = PromptTuningModel(model, num_virtual_tokens, init, init_text, tokenizer, seed)
     wrapped.peft_lab_config = {"method": "prompt", "num_virtual_tokens": num_virtual_tokens, "init": init,
                                "seed": seed}
@@ -188,7 +185,7 @@ def apply_prefix_tuning(model: nn.Module, num_virtual_tokens: int = 8, prefix_pr
                         encoder_hidden_size: int | None = None) -> PrefixTuningModel:
     """Freeze `model`; return a wrapper with per-layer K/V prefixes (prefix_projection=True: P-tuning v2's MLP)."""
     _check_n(num_virtual_tokens)
-    _freeze(model)
+    inject.freeze(model)
     wrapped = PrefixTuningModel(model, num_virtual_tokens, prefix_projection, encoder_hidden_size)
     wrapped.peft_lab_config = {"method": "ptuning-v2" if prefix_projection else "prefix",
                                "num_virtual_tokens": num_virtual_tokens, "encoder_hidden_size": encoder_hidden_size}
