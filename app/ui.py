@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -10,12 +9,10 @@ if str(ROOT) not in sys.path:  # pages are also run on their own (AppTest, `stre
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
-import yaml  # noqa: E402
 
-from app.i18n import lang, page_title, t  # noqa: E402
+from app.i18n import lang, t  # noqa: E402
 
 PAGES_DIR = ROOT / "content" / "pages"
-SECTIONS = ("why", "math", "picture", "lab", "seen", "interview")
 
 
 def section_text(page_id: str, section: str) -> str | None:
@@ -35,37 +32,22 @@ def concept_section(page_id: str, section: str, header: bool = True) -> None:
     st.markdown(text if text is not None else t("concept.text_missing"))
 
 
-def picture_beside_text(page_id: str, draw: Callable[[], None]) -> None:
-    """The picture section: its heading, the interactive picture (``draw``) on the left, its text on the right."""
-    st.subheader(t("concept.section.picture"))
-    left, right = st.columns([3, 2])
-    with right:
-        concept_section(page_id, "picture", header=False)
-    with left:
-        draw()
+def _deck_cards(match, unavailable_key: str) -> list | None:
+    """The validated deck's cards (app.study.cards.load_deck) for which ``match(card)``; None, with a warning naming the
+    error, when the deck cannot be loaded."""
+    try:
+        from app.study.cards import load_deck
 
-
-def concept_page_without_lab(page_id: str, issue: int) -> None:
-    """A concept page whose lab is still to come: every text section, and an honest notice."""
-    st.title(page_title(page_id))
-    for section in SECTIONS:
-        if section == "lab":
-            st.subheader(t("concept.section.lab"))
-            st.info(t("concept.lab_pending", issue=issue))
-            continue
-        if section in ("picture", "seen"):
-            continue  # these describe the interactive picture and lab results, which are not built yet
-        concept_section(page_id, section)
+        return [c for c in load_deck().cards.values() if match(c)]
+    except (OSError, ValueError) as err:
+        st.warning(t(unavailable_key, error=str(err)))
+        return None
 
 
 def related_cards(match, title_key: str, unavailable_key: str, subheader: bool = False, limit: int = 12) -> None:
     """Links to the flashcards a concept page relates to (``match(card) -> bool``), opened with ``?card=``."""
-    try:
-        from app.study.cards import load_deck
-
-        cards = [c for c in load_deck().cards.values() if match(c)]
-    except (OSError, ValueError) as err:
-        st.warning(t(unavailable_key, error=str(err)))
+    cards = _deck_cards(match, unavailable_key)
+    if cards is None:
         return
     if subheader:
         st.subheader(t(title_key))
@@ -87,10 +69,11 @@ def drill_links(page_id: str) -> None:
 
 
 def topic_cards(topic: str, title_key: str, limit: int = 5) -> None:
-    """The first ``limit`` questions of content/cards/<topic>.yaml under a subheader, each opened with ``?card=``."""
-    path = ROOT / "content" / "cards" / f"{topic}.yaml"
-    cards = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("cards", []) if path.exists() else []
+    """The first ``limit`` questions of topic ``topic`` (content/cards/<topic>.yaml, from the validated deck) under a
+    subheader, each opened with ``?card=``."""
+    cards = _deck_cards(lambda c: c.topic == topic, "concept.cards_unavailable")
+    if cards is None:
+        return
     st.subheader(t(title_key))
     for card in cards[:limit]:
-        text = (card.get(lang()) or card.get("en") or {}).get("q", card["id"])
-        st.markdown(f"- [{text}](/flashcards?card={card['id']})")
+        st.markdown(f"- [{card.q(lang())}](/flashcards?card={card.id})")
