@@ -89,6 +89,13 @@ def test_the_import_graph_has_no_cycle():
                     "labs.tasks": graph["labs.tasks"] | {"labs.base"}}), "a planted cycle is found"
 
 
+def test_no_lab_imports_another_lab():
+    """Labs share code through labs.toolkit, labs.quant_probe, labs.inference_cost and labs.methods, not each other."""
+    labs = {m for m in MODULES if m.startswith("labs.experiments.")}
+    bad = {m: sorted(_graph()[m] & labs) for m in labs if _graph()[m] & labs}
+    assert bad == {}
+
+
 def test_no_module_uses_another_module_s_private_names():
     bad = []
     for name, path in MODULES.items():

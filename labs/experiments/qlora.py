@@ -51,9 +51,6 @@ PARAMS = [
 ]
 
 
-memory_by_category = memory_breakdown    # the name the landscape lab imports
-
-
 def build(kind: str, base, p: dict):
     from labs.methods import lora, qlora
 
