@@ -89,6 +89,12 @@ def test_the_import_graph_has_no_cycle():
                     "labs.tasks": graph["labs.tasks"] | {"labs.base"}}), "a planted cycle is found"
 
 
+def test_one_sys_path_bootstrap():
+    """The entry (streamlit_app.py) and app/ui.py put the repo root on sys.path; no page does it again."""
+    pages = sorted((ROOT / "app" / "pages").glob("*.py"))
+    assert pages and not [p.name for p in pages if "sys.path" in p.read_text(encoding="utf-8")]
+
+
 def test_no_lab_imports_another_lab():
     """Labs share code through labs.toolkit, labs.quant_probe, labs.inference_cost and labs.methods, not each other."""
     labs = {m for m in MODULES if m.startswith("labs.experiments.")}

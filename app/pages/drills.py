@@ -7,21 +7,15 @@
 """
 from __future__ import annotations
 
-import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app.i18n import lang, page_title, pick, t  # noqa: E402
-from app.study import drills as D  # noqa: E402
-from app.study import widgets as W  # noqa: E402
-from labs.drills import drill_ids, get_drill  # noqa: E402
-from labs.drills.sandbox import code_allowed, probe  # noqa: E402
+from app.i18n import lang, page_title, pick, t
+from app.study import drills as D
+from app.study import widgets as W
+from labs.drills import drill_ids, get_drill
+from labs.drills.sandbox import code_allowed, probe
 
 try:  # a maintained editor component with Python highlighting; a text area when it is not installed
     from code_editor import code_editor

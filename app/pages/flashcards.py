@@ -2,19 +2,12 @@
 labelled with the interval it will set. ``?card=<id>`` opens one card directly."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from app.i18n import lang, page_title, t  # noqa: E402
-from app.study import srs  # noqa: E402
-from app.study import widgets as W  # noqa: E402
+from app.i18n import lang, page_title, t
+from app.study import srs
+from app.study import widgets as W
 
 NEW_LIMIT_RANGE = (0, 200)
 DEFAULT_NEW_LIMIT = 20

@@ -3,18 +3,12 @@ then self-grade against the key-points checklist. The score and the missed point
 from __future__ import annotations
 
 import random
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app.i18n import lang, page_title, t  # noqa: E402
-from app.study import widgets as W  # noqa: E402
+from app.i18n import lang, page_title, t
+from app.study import widgets as W
 
 N_RANGE = (1, 10)
 DEFAULT_N = 3

@@ -2,20 +2,15 @@
 live by labs.methods.merging; lab `merging` (two adapters merged every way, scored on both tasks; new chat tokens)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import streamlit as st
+import torch
+from plotly.subplots import make_subplots
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-import torch  # noqa: E402
-from plotly.subplots import make_subplots  # noqa: E402
-
-from app.concept import Concept, render, result_view  # noqa: E402
-from app.i18n import t  # noqa: E402
-from app.ui import topic_cards  # noqa: E402
-from labs.methods import merging  # noqa: E402
+from app.concept import Concept, render, result_view
+from app.i18n import t
+from app.ui import topic_cards
+from labs.methods import merging
 
 PAGE = "merging"
 PICTURE_METHODS = ("task_arithmetic", "ties", "dare_linear", "dare_ties", "magnitude_prune")

@@ -2,23 +2,16 @@
 Anki (.apkg) export of the chosen topics in the chosen language."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import plotly.graph_objects as go
+import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from app.i18n import LABELS, LANGS, lang, page_title, pick, t  # noqa: E402
-from app.study import anki  # noqa: E402
-from app.study import drills as study_drills  # noqa: E402
-from app.study import progress as P  # noqa: E402
-from app.study import widgets as W  # noqa: E402
-from app.study.cards import CardError  # noqa: E402
-from labs.drills import drill_ids, get_drill  # noqa: E402
+from app.i18n import LABELS, LANGS, lang, page_title, pick, t
+from app.study import anki
+from app.study import drills as study_drills
+from app.study import progress as P
+from app.study import widgets as W
+from app.study.cards import CardError
+from labs.drills import drill_ids, get_drill
 
 st.title(page_title("progress"))
 store = W.open_store()

@@ -3,18 +3,12 @@ every option, the calculator's number) → a review of mistakes → the wrong-an
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app.i18n import lang, page_title, t  # noqa: E402
-from app.study import cards as C  # noqa: E402
-from app.study import widgets as W  # noqa: E402
+from app.i18n import lang, page_title, t
+from app.study import cards as C
+from app.study import widgets as W
 
 SIZE_RANGE = (1, 50)
 DEFAULT_SIZE = 10

@@ -3,19 +3,14 @@ content/pages/scaling/; the picture is the VRAM calculator (labs.budget) for 7B/
 checks it on real ranks."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from app.concept import Concept, render, result_view  # noqa: E402
-from app.i18n import t  # noqa: E402
-from app.ui import topic_cards  # noqa: E402
-from labs.budget import estimate  # noqa: E402
+from app.concept import Concept, render, result_view
+from app.i18n import t
+from app.ui import topic_cards
+from labs.budget import estimate
 
 PAGE = "scaling"
 MODELS = ("llama-2-7b", "llama-2-13b", "llama-2-70b")
