@@ -115,15 +115,20 @@ def peft_adapter_config(model: nn.Module) -> dict:
     }
 
 
+def write_adapter(path: Path, tensors: dict[str, torch.Tensor], config: dict | None = None) -> Path:
+    """adapter_model.safetensors (contiguous CPU copies) and, with `config`, adapter_config.json, into `path`."""
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path / ADAPTER_WEIGHTS),
+              metadata={"format": "pt"})
+    if config is not None:
+        (path / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+    return path
+
+
 def save_lora_peft(model: nn.Module, path) -> Path:
     """Write adapter_config.json + adapter_model.safetensors that peft loads as-is."""
-    path = Path(path)
     cfg = peft_adapter_config(model)
-    path.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in lora_peft_state_dict(model).items()}
-    save_file(tensors, str(path / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    (path / ADAPTER_CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True))
-    return path
+    return write_adapter(Path(path), lora_peft_state_dict(model), cfg)
 
 
 def load_lora_peft(base_model: nn.Module, path) -> nn.Module:
@@ -178,11 +183,7 @@ def save_peft_format(model: nn.Module, path) -> Path:
     peft_cfg = {"task_type": "CAUSAL_LM", "inference_mode": True, "revision": None,
                 "base_model_name_or_path": getattr(getattr(model, "config", None), "_name_or_path", None) or None,
                 **mod.peft_config(cfg)}
-    path.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in _peft_tensors(model, mod).items()}
-    save_file(tensors, str(path / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    (path / ADAPTER_CONFIG).write_text(json.dumps(peft_cfg, indent=2, sort_keys=True))
-    return path
+    return write_adapter(path, _peft_tensors(model, mod), peft_cfg)
 
 
 def load_peft_format(base_model: nn.Module, path) -> nn.Module:
@@ -239,8 +240,7 @@ def save(model: nn.Module, path) -> Path:
     elif cfg["method"] in PEFT_FORMAT_MODULES:
         save_peft_format(model, path)
     else:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in trainable_state_dict(model).items()}
-        save_file(tensors, str(path / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+        write_adapter(path, trainable_state_dict(model))
     (path / LAB_CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True, default=str))
     return path
 
