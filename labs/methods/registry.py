@@ -119,7 +119,7 @@ SPECS: dict[str, MethodSpec] = {s.name: s for s in (
     MethodSpec("vera", {"en": "VeRA", "zh": "VeRA"}, "labs.methods.vera:apply", 1e-2,
                merge="labs.methods.vera:merge_and_unload", code=("labs/methods/vera.py", "labs/methods/inject.py"),
                budget="vera", page="more-methods"),
-    MethodSpec("pissa", {"en": "PiSSA", "zh": "PiSSA"}, "labs.methods.lora:apply", 1e-2, {"init": "pissa"},
+    MethodSpec("pissa", {"en": "PiSSA", "zh": "PiSSA"}, "labs.methods.lora:apply", 3e-3, {"init": "pissa"},
                merge="labs.methods.lora:merge_and_unload", settings=LORA_SETTINGS,
                code=LORA_CODE + ("labs/methods/lora_init.py",), kernels=LORA_KERNELS, page="more-methods"),
     MethodSpec("loftq", {"en": "LoftQ", "zh": "LoftQ"}, "labs.methods.qlora:apply", 1e-2, {"init": "loftq"},
