@@ -134,8 +134,10 @@ def command(uid: int, limits: Limits, warm: bool = True) -> list[str]:
     ns = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if os.getuid() != 0:
         ns.append("--unshare-user")
-    return [bw, *ns, "--die-with-parent", "--new-session", *_mounts(),
-            "--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+    # The private /tmp first: binds that follow may lie under /tmp (a checkout in /tmp/x with its .venv)
+    # and must land on top of it, not be hidden by it.
+    return [bw, *ns, "--die-with-parent", "--new-session", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+            *_mounts(), "--proc", "/proc", "--dev", "/dev",
             "--ro-bind", str(CHILD), "/sandbox/child.py", "--chdir", "/tmp", "--hostname", "sandbox",
             sys.executable,
             "-I", "-B", "/sandbox/child.py", str(uid), "warm" if warm else "cold"]

@@ -223,3 +223,15 @@ def test_no_network_namespace_means_no_code_runs_and_says_why(monkeypatch):
     monkeypatch.setattr(sandbox, "_probe", None)
     report = runner.check("kv-cache-gqa", "def kv_cache_bytes(*a):\n    return 0\n")
     assert report.status == "refused" and "network" in report.message and not report.tests
+
+
+def test_the_private_tmp_is_mounted_before_the_binds(monkeypatch):
+    """A checkout under /tmp (CI clones anywhere) binds its .venv under /tmp: the sandbox's own /tmp tmpfs must
+    come first, or it hides the interpreter and the sandbox cannot start (found on a clone in /tmp/fresh)."""
+    from labs.drills import sandbox
+
+    monkeypatch.setattr(sandbox, "_bwrap", lambda: "/usr/bin/bwrap")
+    cmd = sandbox.command(200001, Limits())
+    tmp = cmd.index("/tmp", cmd.index("--tmpfs"))
+    binds = [i for i, a in enumerate(cmd) if a in ("--ro-bind", "--bind")]
+    assert cmd[tmp - 1] == "--tmpfs" and binds and tmp < min(binds), cmd[:12]
