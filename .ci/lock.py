@@ -57,9 +57,10 @@ def read_lock(path: Path) -> dict[str, str]:
 def write(python: str) -> None:
     pins = installed(python)
     torch_version = pins.get("torch", "?")
-    header = (f"# Versions tested together: `make test` passed with exactly these on {date.today().isoformat()}\n"
-              f"# (Python {platform.python_version()}, torch {torch_version}). Regenerate with `make lock`,\n"
-              f"# then run `make test` and commit the lock files together. Used as pip constraints (-c).\n")
+    header = (f"# Versions resolved together on {date.today().isoformat()} (Python {platform.python_version()}, "
+              f"torch {torch_version}),\n# committed only after `make test` passed on exactly these. Regenerate "
+              f"with `make lock`, then run\n# `make test` and commit the lock files together. Used as pip "
+              f"constraints (-c).\n")
     body = "".join(f"{n}=={v}\n" for n, v in sorted(pins.items()) if not is_torch_family(n))
     LOCK.write_text(header + "# torch and triton are in requirements-cpu.lock (CPU boxes only).\n" + body)
     cpu = "".join(f"{n}=={v.split('+')[0]}\n" for n, v in sorted(pins.items()) if n in TORCH_FAMILY)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,19 +17,23 @@ ROOT = Path(__file__).resolve().parent.parent
 NOT_PACKAGES = {".venv", ".git", ".ci", ".streamlit", "data", "artifacts", "bench", "content", "tests"}
 
 
-def our_top_level_names() -> set[str]:
+def our_top_level_names(root: Path = ROOT) -> set[str]:
     """Every name `import X` would resolve to a file of this repo when its root is on sys.path."""
     names = set()
-    for p in ROOT.iterdir():
+    for p in root.iterdir():
         if p.name.startswith(".") or p.name in NOT_PACKAGES:
             continue
-        if p.is_dir() and (p / "__init__.py").is_file():
+        if p.is_dir() and any(p.glob("*.py")):      # a package, or a namespace package: both answer
             names.add(p.name)
-        elif p.is_dir() and any(p.glob("*.py")):
-            names.add(p.name)                        # a namespace package would answer too
         elif p.suffix == ".py":
             names.add(p.stem)
     return names
+
+
+def clashes(root: Path = ROOT) -> dict[str, list[str]]:
+    """{our top-level name: [installed distributions that also provide it]}."""
+    installed = md.packages_distributions()          # import name -> [distribution, ...]
+    return {name: installed[name] for name in our_top_level_names(root) if name in installed}
 
 
 def test_the_walk_finds_our_packages():
@@ -38,66 +42,70 @@ def test_the_walk_finds_our_packages():
 
 
 def test_no_top_level_name_of_ours_is_a_dependency_import_name():
-    installed = md.packages_distributions()          # import name -> [distribution, ...]
-    assert "torch" in installed and "transformers" in installed, "the walk sees no distributions"
-    clashes = {name: installed[name] for name in our_top_level_names() if name in installed}
-    assert not clashes, (f"these top-level names of the repo are also import names of installed distributions "
-                         f"and would shadow them when the repo root is on sys.path: {clashes}; rename ours")
+    assert "torch" in md.packages_distributions(), "the walk sees no distributions"
+    found = clashes()
+    assert not found, (f"these top-level names of the repo are also import names of installed distributions "
+                       f"and would shadow them when the repo root is on sys.path: {found}; rename ours")
 
 
-def test_the_collision_check_would_catch_the_old_name():
-    # The name this layer had until transformers 5.25 pulled in the hub library `kernels`.
-    installed = md.packages_distributions()
-    if "kernels" not in installed:
-        pytest.skip("the hub library `kernels` is not installed with this transformers")
-    assert "kernels" not in our_top_level_names()
+def test_the_collision_check_catches_a_shadowing_package(tmp_path):
+    """The layout this repo had until transformers 5.25 pulled in the hub library `kernels`, rebuilt in a temp
+    folder: the check must report it (a module file shadows as well as a package)."""
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "__init__.py").write_text("")
+    (tmp_path / "torch.py").write_text("")
+    (tmp_path / "content").mkdir()
+    expected = {"torch"} | ({"kernels"} if "kernels" in md.packages_distributions() else set())
+    assert set(clashes(tmp_path)) == expected
 
 
-PROBE = r"""
-import json, logging, os, socket, sys
-sys.path.insert(0, os.environ["PEFTLAB_ROOT"])
-# no network: any connection attempt raises at once instead of timing out
+# No network in a child process: any connection attempt raises at once instead of timing out.
+NO_NET = r"""
+import socket
 def _no_net(*a, **k):
     raise OSError("network disabled by the test")
 socket.socket.connect = _no_net
 socket.create_connection = _no_net
+"""
+
+
+def _run(argv: list[str], **env_set: str) -> subprocess.CompletedProcess:
+    """Run from the repo root with no PYTHONPATH and none of the hub switches, unless `env_set` sets them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_OFFLINE", "USE_HUB_KERNELS")}
+    env.update(PEFTLAB_ROOT=str(ROOT), **env_set)
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+PROBE = NO_NET + r"""
+import json, os, sys
+sys.path.insert(0, os.environ["PEFTLAB_ROOT"])
 import transformers
 from transformers import AutoModelForCausalLM
 from labs.base import load_base, model_dir
 from labs.hf import is_kernelized
 ours, _ = load_base()
-out = {"transformers": transformers.__version__, "ours": is_kernelized(ours),
-       "ours_use_kernels": bool(getattr(ours, "use_kernels", False))}
-if os.environ.get("CONTROL") == "1":
-    try:
-        ctrl = AutoModelForCausalLM.from_pretrained(model_dir(), local_files_only=True)
-        out["control"] = is_kernelized(ctrl)
-    except Exception as err:
-        out["control_error"] = f"{type(err).__name__}: {err}"
+out = {"transformers": transformers.__version__, "ours": is_kernelized(ours)}
+try:
+    out["control"] = is_kernelized(AutoModelForCausalLM.from_pretrained(model_dir(), local_files_only=True))
+except Exception as err:
+    out["control_error"] = f"{type(err).__name__}: {err}"
 print(json.dumps(out))
 """
-
-
-def _probe(control: bool) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "USE_HUB_KERNELS")}
-    env.update(PEFTLAB_ROOT=str(ROOT), CONTROL="1" if control else "0", HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_load_base_never_kernelizes_even_with_the_hub_library_installed():
     if "kernels" not in md.packages_distributions():
         pytest.skip("the hub library `kernels` is not installed: nothing could kernelize")
-    out = _probe(control=True)
-    assert out["ours"] is False and out["ours_use_kernels"] is False, out
+    out = json.loads(_run([sys.executable, "-c", PROBE], HF_HUB_OFFLINE="1").stdout.strip().splitlines()[-1])
+    assert out["ours"] is False, out
     # The control shows the check can fail: a plain from_pretrained on a transformers that defaults
     # use_kernels=True marks the model kernelized (older 5.x default to False: then both are False).
     from packaging.version import Version
 
-    if Version(out["transformers"]) >= Version("5.25.0") and "control" in out:
-        assert out["control"] is True, out
+    if Version(out["transformers"]) >= Version("5.25.0"):
+        assert out.get("control") is True, out
 
 
 def test_is_kernelized_sees_a_replaced_forward():
@@ -127,18 +135,14 @@ def test_bitsandbytes_hub_probe_warning_is_dropped_and_others_kept(caplog):
     assert messages == ["something else bitsandbytes wants you to see"]
 
 
-def test_nf4_lab_bitsandbytes_import_prints_no_hub_probe():
+def test_bitsandbytes_import_offline_prints_no_hub_probe():
+    """With HF_HUB_OFFLINE=1 the hub library adds its own warning for bitsandbytes' probe: both are hushed."""
     pytest.importorskip("bitsandbytes")
     code = ("import os, sys; sys.path.insert(0, os.environ['PEFTLAB_ROOT']);"
             "from labs.hf import import_bitsandbytes; import_bitsandbytes(); print('ok')")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(PEFTLAB_ROOT=str(ROOT), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run([sys.executable, "-c", code], HF_HUB_OFFLINE="1")
     assert "Failed to load CPU gemm_4bit_forward" not in proc.stderr + proc.stdout
     assert "kernels-community" not in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr
 
 
 def _names(path: Path) -> dict[str, str]:
@@ -193,12 +197,8 @@ def test_ci_runs_make_test_then_the_canary():
         assert smoke in canary, smoke
 
 
-NO_NET_WRAPPER = r"""
-import runpy, socket, sys
-def _no_net(*a, **k):
-    raise OSError("network disabled by the test")
-socket.socket.connect = _no_net
-socket.create_connection = _no_net
+NO_NET_WRAPPER = NO_NET + r"""
+import runpy, sys
 sys.argv = ["labs"] + sys.argv[1:]
 runpy.run_module("labs", run_name="__main__", alter_sys=True)
 """
@@ -217,11 +217,8 @@ def _no_network_prefix() -> list[str]:
 def test_a_lab_finishes_with_no_network_and_no_scary_message():
     """The NF4 lab loads the base model and imports bitsandbytes (its hub probe): with no network at all and
     no HF_HUB_OFFLINE, it must finish, print its JSON and show nothing about hub kernels."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_OFFLINE", "USE_HUB_KERNELS")}
     args = ["run", "nf4", "--layers", "attention", "--eval-windows", "4", "--task", "none", "--json"]
-    proc = subprocess.run(_no_network_prefix() + args, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run(_no_network_prefix() + args)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["bnb"]["available"] and result["bnb"]["all_equal"], result.get("bnb")
     assert "kernels-community" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
