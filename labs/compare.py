@@ -90,7 +90,7 @@ def adalora_schedule(steps: int) -> dict:
 def build(method: str, base, tok, task, cfg: CompareConfig):
     """(model, Hooks) for one method on a fresh copy of `base`: the registry's `apply` with the shared settings,
     every method's init drawn after the same seed."""
-    from labs.methods import hooks_for
+    from labs.methods import apply_method, hooks_for
     from labs.methods.registry import settings_for
     from labs.train import Hooks
 
@@ -98,8 +98,7 @@ def build(method: str, base, tok, task, cfg: CompareConfig):
     torch.manual_seed(cfg.seed)
     if method == "full":
         return model.requires_grad_(True), Hooks()
-    spec = SPECS[method]
-    model = spec.function("apply")(model, **settings_for(method, method_settings(cfg, tok, task)), **spec.fixed)
+    model = apply_method(model, method, **settings_for(method, method_settings(cfg, tok, task)))
     return model, Hooks(**hooks_for(model))
 
 

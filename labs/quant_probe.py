@@ -125,7 +125,8 @@ def bnb_parity(mods: dict, blocksize: int, double_quant: bool) -> dict:
     try:
         from labs.hf import import_bitsandbytes
 
-        F = import_bitsandbytes().functional
+        bnb = import_bitsandbytes()
+        F = bnb.functional
     except Exception as err:  # ImportError, or a CUDA build that fails to load
         return {"available": False, "reason": f"bitsandbytes unavailable: {type(err).__name__}: {err}"}
     rows = []
@@ -142,5 +143,5 @@ def bnb_parity(mods: dict, blocksize: int, double_quant: bool) -> dict:
                          "bytes_differing": int((ours.packed != packed.reshape(-1)).sum()),
                          "absmax_equal": bool(absmax_ok),
                          "dequantized_equal": bool(torch.equal(dequantize_4bit(ours), theirs))})
-    return {"available": True, "version": import_bitsandbytes().__version__, "rows": rows,
+    return {"available": True, "version": bnb.__version__, "rows": rows,
             "all_equal": all(r["packed_equal"] and r["absmax_equal"] and r["dequantized_equal"] for r in rows)}

@@ -93,10 +93,8 @@ def run_variant(spec: dict, strategy: str, method: str, rank: int, world_size: i
     core.register_forward_hook(after_forward)
     local = {}
 
-    def after_step(step: int) -> dict:               # grads still there, optimizer states allocated
-        local.update(params=tensor_bytes(core.parameters()),
-                     grads=tensor_bytes(p.grad for p in core.parameters() if p.grad is not None))
-        return {"world_size": world_size}
+    def after_step(step: int) -> None:               # parameters only: the step event's param_bytes adds buffers
+        local["params"] = tensor_bytes(core.parameters())
 
     class Counting:                                  # a context around one optimizer step
         def __init__(self, step):
@@ -119,10 +117,10 @@ def run_variant(spec: dict, strategy: str, method: str, rank: int, world_size: i
                       eval_every=10**9, rank=rank, world_size=world_size)
     res = train(model, tok, get_task(spec["task"]), cfg, hooks=Hooks(after_step=after_step,
                 step_context=Counting), on_event=lambda e: emit({**e, "series": series}), should_stop=should_stop)
-    opt_bytes = res["history"][-1]["optimizer_bytes"]
+    last = res["history"][-1]                          # grads and optimizer states as the loop counted them
     return {"strategy": strategy, "method": method, "series": series, "rank": rank,
             "losses": [h["loss"] for h in res["history"]],
-            "memory": {"weights": local["params"], "gradients": local["grads"], "optimizer": opt_bytes},
+            "memory": {"weights": local["params"], "gradients": last["grad_bytes"], "optimizer": last["optimizer_bytes"]},
             "held_forward_to_backward": max(held) if held else None,
             "comm": {k: v / COUNTED_STEPS for k, v in counter.bytes.items()},
             "comm_calls": {k: v / COUNTED_STEPS for k, v in counter.calls.items()},

@@ -31,12 +31,12 @@ def picture_data(method: str, density: float, overlap: float, seed: int) -> dict
     a, b = task_vectors(overlap, seed)
     merged = merging.combine([a, b], [1.0, 1.0], method, density=density,
                              generator=torch.Generator().manual_seed(seed))
-    kept = (merging.trim(a, density) != 0) & (merging.trim(b, density) != 0)
+    kept, opposite = merging.sign_conflicts(a, b, density)
     cos = lambda x, y: float((x.flatten() @ y.flatten()) / max(float(x.norm() * y.norm()), 1e-30))  # noqa: E731
     return {"a": a[:SHOWN, :SHOWN].tolist(), "b": b[:SHOWN, :SHOWN].tolist(), "m": merged[:SHOWN, :SHOWN].tolist(),
             "cos_a": cos(merged, a), "cos_b": cos(merged, b), "cos_ab": cos(a, b),
             "zero": float((merged == 0).float().mean()),
-            "conflict": float((kept & (a.sign() != b.sign())).sum() / max(int(kept.sum()), 1)),
+            "conflict": opposite / max(kept, 1),
             "ratio": float(merged.norm() / (a + b).norm())}
 
 

@@ -163,11 +163,12 @@ def run(p: dict, ctx: Context) -> dict:
     todo = variants(methods)
     spec = {**p, "device": device.type, "variants": todo}
     threads = torch.get_num_threads()
+    rank_threads = max(1, threads // ws) if device.type == "cpu" else threads     # the cores, shared by the ranks
     merger = _Merger(ctx.emit, ws, p["steps"] * (len(methods) + len(todo)))
     ctx.emit({"type": "start", "steps": p["steps"], "world_size": ws, "device": str(device),
               "backend": backend_for(device.type)})
     ranks = launch("labs.sharded:train_rank", spec, ws, on_event=merger, should_stop=ctx.should_stop,
-                   device=device.type, threads=max(1, threads // ws) if device.type == "cpu" else threads)
+                   device=device.type, threads=rank_threads)
     single = {}        # the reference, after the ranks are done (on a GPU box: on GPU 0 alone)
     for m in methods:
         single[m] = run_variant(spec, "single", m, 0, 1, lambda e: e.get("type") == "step" and merger.step(e),
@@ -189,7 +190,7 @@ def run(p: dict, ctx: Context) -> dict:
                              "seconds_per_step": s["seconds_per_step"], "memory_per_rank": [s["memory"]]}
     every = memory + comm
     return {"task": p["task"], "device": str(device), "backend": backend_for(device.type), "world_size": ws,
-            "torch_threads_per_rank": max(1, threads // ws) if device.type == "cpu" else threads,
+            "torch_threads_per_rank": rank_threads,
             "trainable_params_by_method": {m: s["trainable_params"] for m, s in single.items()},
             "total_params": single[methods[0]]["total_params"],
             "max_loss_diff": max(diffs.values()), "loss_diff": diffs,

@@ -14,7 +14,7 @@ learning rates differ per method as PEFT practice does (vectors need larger step
 method: trainable parameters, memory by category from the real tensors (frozen weights, 4-bit codes,
 quantization constants, trainable, gradients, optimizer state at the step), accuracy before and after, median
 seconds per step, and how far the initialized model is from the base (max |Δlogit|, mean KL(base ‖ model) on a
-probe batch: 0 for every method that starts at the base; PiSSA ≈ 1e-5 from float rounding). The quantization gap:
+probe batch: 0 for every method that starts at the base; PiSSA ≲ 1e-4 from float rounding). The quantization gap:
 per targeted matrix ‖W − (deq(Q) + s·B·A)‖_F at init for QLoRA (B·A = 0) and LoftQ, and the share of QLoRA's
 output gap that LoftQ's init closes = 1 − KL_loftq / KL_qlora.
 """
@@ -35,12 +35,10 @@ from labs.train import Cancelled, TrainConfig, train
 METHODS = ("full", "lora", "pissa", "qlora", "loftq", "galore", "ia3", "vera")
 PRESETS = {"all": METHODS, "lora-inits": ("lora", "pissa", "qlora", "loftq"),
            "smallest": ("lora", "ia3", "vera"), "optimizer-side": ("full", "lora", "galore")}
-# peak learning rate (AdamW, cosine) per method, tuned for this lab's 40-step quick run (labs.methods.registry's
-# defaults are 1e-2 for all but full FT): full FT and GaLore move every weight; IA³'s and VeRA's vectors need more;
-# PiSSA less: its A, B start large, so one Adam step (≈ lr per entry) moves s·(ΔB·A + B·ΔA) much further than
-# LoRA's (B = 0, A small) — at 1e-2 it reached 0.38 on the quick run, at 3e-3 0.75, at 1e-3 0.58
-LR = {"full": 1e-3, "lora": 1e-2, "pissa": 3e-3, "qlora": 1e-2, "loftq": 1e-2, "galore": 1e-2, "ia3": 3e-1,
-      "vera": 2e-1}
+# peak learning rate (AdamW, cosine) per method: the registry's defaults (PiSSA's 3e-3 was measured here: its A, B
+# start large, so one Adam step moves s·(ΔB·A + B·ΔA) much further than LoRA's; at 1e-2 it reached 0.38 on the
+# quick run, at 3e-3 0.75, at 1e-3 0.58), except IA³'s and VeRA's few vectors, which need more in 40 steps
+LR = {m: SPECS[m].lr for m in METHODS} | {"ia3": 3e-1, "vera": 2e-1}
 PROBE = 16                      # eval prompts whose logits check "PiSSA starts at the base"
 INTRUDER_K, INTRUDER_EPS = 10, 0.5   # top-k fine-tuned singular vectors; "new" when max |cos| < eps (the paper's k, ε)
 DENSE = ("full", "lora", "pissa", "galore")   # methods whose trained weight is a plain fp32 matrix to compare

@@ -120,9 +120,8 @@ def interference(tau_a: dict, tau_b: dict, density: float) -> dict:
         for n in names:
             a, b = tau_a[n].flatten(), tau_b[n].flatten()
             dot, na, nb = dot + float(a @ b), na + float(a @ a), nb + float(b @ b)
-            keep = (merging.trim(a, density) != 0) & (merging.trim(b, density) != 0)
-            both += int(keep.sum())
-            conflict += int((keep & (a.sign() != b.sign())).sum())
+            kept, opposite = merging.sign_conflicts(a, b, density)
+            both, conflict = both + kept, conflict + opposite
         return {"cosine": dot / max((na * nb) ** 0.5, 1e-30), "kept_by_both": both,
                 "sign_conflict_fraction": conflict / max(both, 1)}
 
@@ -161,28 +160,24 @@ def deltas_for(method: str, adapters: list, weights: list[float], p: dict, densi
     return merging.merged_deltas(adapters, weights, method, density, p["majority_sign_method"], gen)
 
 
-def run_merges(p: dict, adapters: list, names: list[str], progress: Progress, ctx: Context) -> dict:
+def run_merges(p: dict, adapters: list, names: list[str], densities: list[float], progress: Progress,
+               ctx: Context) -> dict:
     a, b = p["task_a"], p["task_b"]
     bench = MergeBench([get_task(a), get_task(b)], names, p, ctx)
     weights = [p["weight_a"], p["weight_b"]]
     taus = [{n: f.delta() for n, f in ad.items()} for ad in adapters]
     plan = [("base", None, {}), (f"only:{a}", None, taus[0]), (f"only:{b}", None, taus[1])]
     plan += [(m, p["density"] if m in ("ties", "dare_linear", "dare_ties") else None, None) for m in MAIN_METHODS]
-    densities = parse_densities(p["densities"])
-    sweep_plan = [(m, d) for m in SWEPT for d in densities]
+    sweep_plan = [(m, d, None) for m in SWEPT for d in densities]
     rows, sweep, total = [], [], len(plan) + len(sweep_plan)
-    for i, (method, density, deltas) in enumerate(plan):
+    for i, (method, density, deltas) in enumerate(plan + sweep_plan):
         t0 = time.perf_counter()
         if deltas is None:
             deltas = deltas_for(method, adapters, weights, p, density or 1.0, p["seed"])
-        rows.append({"method": method, "density": density, **bench.score(deltas),
-                     "seconds": time.perf_counter() - t0})
-        progress.tick("merge", (i + 1) / total, i + 1, method=method)
-    for j, (method, density) in enumerate(sweep_plan):
-        t0 = time.perf_counter()
-        scored = bench.score(deltas_for(method, adapters, weights, p, density, p["seed"]))
-        sweep.append({"method": method, "density": density, **scored, "seconds": time.perf_counter() - t0})
-        progress.tick("merge", (len(plan) + j + 1) / total, len(plan) + j + 1, method=f"{method}@{density}")
+        swept = i >= len(plan)                    # the density sweep after the main table
+        (sweep if swept else rows).append({"method": method, "density": density, **bench.score(deltas),
+                                            "seconds": time.perf_counter() - t0})
+        progress.tick("merge", (i + 1) / total, i + 1, method=f"{method}@{density}" if swept else method)
     single = {a: rows[1][a], b: rows[2][b]}
     for row in rows + sweep:                  # accuracy relative to each task's own adapter (TIES' normalized score)
         row["normalized"] = {t: row[t]["choice_accuracy"] / max(single[t]["choice_accuracy"], 1e-9) for t in (a, b)}
@@ -193,9 +188,8 @@ def run_merges(p: dict, adapters: list, names: list[str], progress: Progress, ct
 def chat_task(task: Task) -> Task:
     user, assistant, end = CHAT_TOKENS
     wrap = lambda rows: [Example(f"{user}{e.prompt}{assistant}", e.answer + end) for e in rows]  # noqa: E731
-    out = Task(f"chat-{task.name}", wrap(task.train), wrap(task.eval), [a + end for a in task.answers],
-               description=f"{task.name} in a chat template with new tokens")
-    return out
+    return Task(f"chat-{task.name}", wrap(task.train), wrap(task.eval), [a + end for a in task.answers],
+                description=f"{task.name} in a chat template with new tokens")
 
 
 @torch.no_grad()
@@ -256,7 +250,7 @@ def run(p: dict, ctx: Context) -> dict:
     names = list(adapters[0])
     result = {"task": f"{a} + {b}", "task_a": a, "task_b": b, "chance": {t: get_task(t).chance for t in (a, b)},
               "adapters": single, "targets": len(names), "densities": densities,
-              **run_merges(p, adapters, names, progress, ctx)}
+              **run_merges(p, adapters, names, densities, progress, ctx)}
     if ctx.out_dir:                           # the exact task-arithmetic merge, as a PEFT-format adapter ("cat")
         factors, r = merging.add_weighted_adapter(adapters, [p["weight_a"], p["weight_b"]], "cat")
         save_adapter(merging.install(load_base()[0], factors, r), Path(ctx.out_dir) / "adapter")

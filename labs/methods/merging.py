@@ -83,6 +83,12 @@ def dare_drop(tensor: torch.Tensor, density: float, rescale: bool = True,
     return dropped / density if rescale else dropped
 
 
+def sign_conflicts(a: torch.Tensor, b: torch.Tensor, density: float) -> tuple[int, int]:
+    """(entries both trims keep, those among them with opposite signs): the interference TIES resolves."""
+    kept = (trim(a, density) != 0) & (trim(b, density) != 0)
+    return int(kept.sum()), int((kept & (a.sign() != b.sign())).sum())
+
+
 def elect_sign(stacked: torch.Tensor, method: str = "total") -> torch.Tensor:
     """TIES step 2 on (T, …) stacked task tensors: True where an entry agrees with the elected sign γ
     (γ = +1 on a tie, as peft). "total": γ = sign Σ_t τ_t; "frequency": γ = sign Σ_t sign τ_t."""
@@ -153,8 +159,10 @@ def factors_from_dir(path) -> Adapter:
     if cfg.get("peft_type") != "LORA" or cfg.get("use_dora"):
         raise ValueError(f"{path / ADAPTER_CONFIG}: peft_type={cfg.get('peft_type')!r}, use_dora="
                          f"{cfg.get('use_dora')!r}; allowed a plain LoRA adapter")
-    r, alpha = int(cfg["r"]), float(cfg["lora_alpha"])
-    scaling = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
+    from labs.methods.lora import LoraConfig
+
+    scaling = LoraConfig(r=int(cfg["r"]), lora_alpha=float(cfg["lora_alpha"]),
+                         use_rslora=bool(cfg.get("use_rslora"))).scaling
     tensors = read_tensors(path / ADAPTER_WEIGHTS)
     out = {}
     for key, A in tensors.items():
