@@ -12,7 +12,7 @@ import yaml
 from app.calc_link import parse as parse_link
 from app.i18n import lang, pick, t
 from labs.budget import CARD_SIZES_GB, GPUS, METHODS, OPTIMIZERS, PRECISIONS, BudgetError, estimate, seed_table
-from labs.budget.activations import kept_per_layer, korthikanti_total
+from labs.budget.activations import korthikanti_total
 from labs.budget.methods import LORA_LIKE, VECTOR_METHODS
 from labs.budget.params import LINEAR_NAMES
 from labs.budget.presets import MAIN_PRESETS, MAX_CONFIG_BYTES, PRESETS, get_arch, parse_config_bytes
@@ -212,9 +212,7 @@ if st.button(s("calc.trace_btn")):
         for k in ("weights", "quant_constants", "gradients", "optimizer"):
             rows[k] = (m[k], tr[k])
         if tr.get("activations_per_layer") is not None:   # one more layer's saved set, both ways
-            rows[s("calc.per_layer")] = (kept_per_layer(get_arch(kw["model"]), r["activation_per_layer"],
-                                                         r["bytes_per_element"]["compute"], kw["batch"], kw["seq"],
-                                                         kw["checkpointing"]), tr["activations_per_layer"])
+            rows[s("calc.per_layer")] = (r["activation_kept_per_layer"], tr["activations_per_layer"])
         st.dataframe(pd.DataFrame({s("calc.formula") + " GB": {k: v[0] / 1e9 for k, v in rows.items()},
                                    s("calc.traced") + " GB": {k: v[1] / 1e9 for k, v in rows.items()}}).round(4))
         st.caption(f"{tr['note']} · {tr['seconds']} s")

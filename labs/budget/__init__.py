@@ -46,6 +46,7 @@ def estimate(model="llama-2-7b", method="lora", rank=16, targets="all-linear", p
         "total_all_gpus_bytes": mem["total"] * gpus,
         "activation_terms": {k: int(v) for k, v in b["activation_terms"].items()},
         "activation_per_layer": {k: int(v) for k, v in b["activation_per_layer"].items()},
+        "activation_kept_per_layer": int(b["activation_kept_per_layer"]),
         "activation_peak_phase": b["activation_peak_phase"],
         "bytes_per_element": b["bytes_per_element"],
         "fits": {str(k): v for k, v in fits(mem["total"]).items()},

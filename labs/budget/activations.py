@@ -146,13 +146,9 @@ def activation_terms(c: ArchConfig, method: str, info: dict, p: int, b: int, s: 
             terms["dequantized NF4 weight (largest linear)"] = dequant
         terms["logits fp32 buffers freed"] = -(logits_bytes(c, b, s, p) - p * b * s * c.vocab_size)
         where = "last layer backward"
-    return {"terms": terms, "per_layer": per, "peak": max(phase_a, phase_b), "phase": where}
-
-
-def kept_per_layer(c: ArchConfig, per_layer: dict, p: int, b: int, s: int, checkpointing: str) -> float:
-    """Bytes one more decoder layer keeps until backward: its saved set, or only its input (p*h*b*s) under full
-    checkpointing (the rest is recomputed one layer at a time)."""
-    return float(sum(per_layer.values())) if checkpointing == "none" else float(p * c.hidden_size * b * s)
+    # kept_per_layer: what one more decoder layer keeps until backward (its input only under full checkpointing)
+    return {"terms": terms, "per_layer": per, "kept_per_layer": saved / L, "peak": max(phase_a, phase_b),
+            "phase": where}
 
 
 def korthikanti_layer(c: ArchConfig, b: int, s: int, recompute: bool = False) -> dict[str, float]:

@@ -156,14 +156,14 @@ def breakdown(c: ArchConfig, method: str = "lora", rank: int = 16, targets="all-
         act_terms = {"kv cache 2*L*(k*d)*b*s": kv,
                      "prefill working set of one layer": inference_transient(c, db["compute"], batch, seq, flash)}
         act = sum(act_terms.values())
-        per_layer, phase = {}, "prefill"
+        per_layer, kept, phase = {}, 0, "prefill"
         logit = batch * c.vocab_size * (db["compute"] + 4)   # last position only (generate), fp32 for sampling
     else:
         n_virtual = method_kw.get("n_tokens", 20)
         seq_eff = seq + n_virtual if method == "prompt" else seq   # soft tokens are real positions
         at = activation_terms(c, method, info, db["compute"], batch, seq_eff, flash, checkpointing)
         act_terms, act = dict(at["terms"]), at["peak"]
-        per_layer, phase = at["per_layer"], at["phase"]
+        per_layer, kept, phase = at["per_layer"], at["kept_per_layer"], at["phase"]
         if method in ("prefix", "llama-adapter"):                   # per-layer K/V (or prompt) rows, per sample
             rows = n_virtual if method == "prefix" else method_kw.get("adapter_len", 10)
             extra = c.n_layers * 2 * rows * c.kv_dim * batch * db["compute"]
@@ -179,5 +179,5 @@ def breakdown(c: ArchConfig, method: str = "lora", rank: int = 16, targets="all-
     return {"memory_bytes": mem, "comm_bytes": comm, "cpu_offload_bytes": int(cpu_bytes), "total_params": P,
             "trainable_params": T if mode == "train" else info["trainable"], "trainable_info": info,
             "activation_terms": act_terms,
-            "activation_per_layer": per_layer, "activation_peak_phase": phase,
+            "activation_per_layer": per_layer, "activation_kept_per_layer": kept, "activation_peak_phase": phase,
             "bytes_per_element": db}

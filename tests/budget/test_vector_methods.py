@@ -78,7 +78,7 @@ def test_korthikanti_closed_form():
     gpt3 = ArchConfig("gpt3-like", 50257, 12288, 4 * 12288, 96, 96, 96)
     s, b = 2048, 1
     parts = korthikanti_layer(gpt3, b, s)
-    assert sum(parts.values()) == korthikanti_total(gpt3, b, s) == s * b * 12288 * (34 + 5 * 96 * s / 12288)
+    assert sum(parts.values()) == s * b * 12288 * (34 + 5 * 96 * s / 12288)           # the itemised terms
     assert korthikanti_total(gpt3, b, s) == s * b * 12288 * 114       # 5as/h = 80 at s = 2048: scores dominate
     assert korthikanti_total(gpt3, b, s, recompute=True) == 2 * s * b * 12288
     assert korthikanti_total(gpt3, 2, s) == 2 * korthikanti_total(gpt3, 1, s)   # linear in b, quadratic in s
