@@ -164,11 +164,6 @@ def get(page_id: str) -> Page:
     return pages[page_id]
 
 
-def title(page_id: str, lang: str) -> str:
-    """The page's title in ``lang`` (its sidebar entry and its heading)."""
-    return get(page_id).title[lang if lang in LANGS else "en"]
-
-
 def nav() -> list[tuple[dict, list[Page]]]:
     """[(section title {en, zh}, pages in sidebar order)] for every section with at least one page."""
     idx = load()

@@ -33,12 +33,12 @@ def concept_section(page_id: str, section: str, header: bool = True) -> None:
 
 
 def _deck_cards(match, unavailable_key: str) -> list | None:
-    """The validated deck's cards (app.study.cards.load_deck) for which ``match(card)``; None, with a warning naming the
-    error, when the deck cannot be loaded."""
+    """The validated deck's cards for which ``match(card)`` (the deck cached across reruns, as the study pages
+    use it); None, with a warning naming the error, when the deck cannot be loaded."""
     try:
-        from app.study.cards import load_deck
+        from app.study.widgets import cached_deck
 
-        return [c for c in load_deck().cards.values() if match(c)]
+        return [c for c in cached_deck().cards.values() if match(c)]
     except (OSError, ValueError) as err:
         st.warning(t(unavailable_key, error=str(err)))
         return None

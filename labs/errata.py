@@ -296,18 +296,17 @@ def check(data: dict | None = None) -> list[Mismatch | str]:
 
 # ---------------------------------------------------------------- where a learner can see it
 
-_CALC_METHOD = {"lora": "lora", "dora": "dora", "qlora": "qlora", "adalora": "adalora", "prompt": "prompt",
-                "prefix": "prefix", "houlsby": "houlsby"}
+CALC_METHODS = ("lora", "dora", "qlora", "adalora", "prompt", "prefix", "houlsby")   # the calculator's names too
 
 
 def calculator_inputs(e: dict) -> dict | None:
     """labs.budget.estimate keyword arguments that show this evidence in the calculator (None: it cannot)."""
     if e["kind"] == "calculator":
         return dict(e["inputs"])
-    if e["kind"] != "methods" or e["model"] == "tiny" or e["method"] not in _CALC_METHOD:
+    if e["kind"] != "methods" or e["model"] == "tiny" or e["method"] not in CALC_METHODS:
         return None
     cfg, method = e.get("cfg", {}), e["method"]
-    out = {"model": e["model"], "method": _CALC_METHOD[method]}
+    out = {"model": e["model"], "method": method}
     if method in ("lora", "dora", "qlora", "adalora"):
         out["rank"] = cfg.get("r", cfg.get("init_r", 8))
         tm = cfg.get("target_modules", "all-linear")

@@ -11,9 +11,8 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from app import page_registry
 from app.calc_link import url as calc_url
-from app.i18n import lang, pick, t
+from app.i18n import lang, page_title, pick, t
 from labs import errata
 
 BADGE = {"holds": "green", "condition": "blue", "simplified": "orange", "wrong": "red", "uncheckable": "gray"}
@@ -36,13 +35,6 @@ def badges(counts: dict[str, int]) -> str:
 def page_link(page_id: str, **query) -> str:
     q = urlencode({**query, "lang": lang()})
     return f"/{page_id}?{q}"
-
-
-def page_title(page_id: str) -> str:
-    try:
-        return page_registry.title(page_id, lang())
-    except KeyError:
-        return page_id
 
 
 @st.cache_data(show_spinner=False)
@@ -102,7 +94,7 @@ def claim_block(c: dict, cards: dict[str, str]) -> None:
 def main() -> None:
     data = errata.register()
     claims = data["claims"]
-    st.title(page_registry.title(PAGE_ID, lang()))
+    st.title(page_title(PAGE_ID))
     st.markdown(t("errata.intro"))
     st.markdown(t("errata.totals", n=len(claims), s=len(data["sections"])) + " · " + badges(errata.counts(claims)))
     only = st.toggle(t("errata.filter"), key="errata_only_wrong", value=st.query_params.get("only") == "wrong")

@@ -4,6 +4,7 @@ render a card's question and answer.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -41,19 +42,26 @@ def _deck_cached(root: str, stamp: tuple) -> C.Deck:
     return C.load_deck(root)
 
 
+def _content_root() -> Path:
+    return Path(os.environ.get(C.ENV_CONTENT) or C.CONTENT)
+
+
+def cached_deck() -> C.Deck:
+    """The validated deck, parsed once and reloaded when a YAML file changes; raises C.CardError."""
+    root = _content_root()
+    files = sorted(root.glob("cards/*.yaml")) + sorted(root.glob("interview/*.yaml"))
+    return _deck_cached(str(root), tuple((str(p), p.stat().st_mtime_ns) for p in files))
+
+
 def load_deck() -> C.Deck:
     """The validated deck (reloaded when a YAML file changes), or an error naming the bad card."""
-    import os
-    root = Path(os.environ.get(C.ENV_CONTENT) or C.CONTENT)
-    files = sorted(root.glob("cards/*.yaml")) + sorted(root.glob("interview/*.yaml"))
-    stamp = tuple((str(p), p.stat().st_mtime_ns) for p in files)
     try:
-        deck = _deck_cached(str(root), stamp)
+        deck = cached_deck()
     except C.CardError as e:
         st.error(t("study.bad_card", error=str(e)))
         st.stop()
     if not deck.cards:
-        st.warning(t("study.no_cards", path=str(root / "cards")))
+        st.warning(t("study.no_cards", path=str(_content_root() / "cards")))
         st.stop()
     return deck
 
