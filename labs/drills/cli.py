@@ -21,9 +21,6 @@ from pathlib import Path
 
 from labs.drills import drill_ids, get_drill
 
-MAX_FILE_BYTES = 256 * 1024          # = labs.drills.runner.MAX_CODE_BYTES (not imported: it pulls in the sandbox)
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.print_usage(sys.stderr)
@@ -85,14 +82,15 @@ def cmd_show(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from labs.drills.runner import MAX_CODE_BYTES
     from labs.drills.sandbox import Sandbox, SandboxUnavailable
 
     path = Path(args.file)
     if not path.is_file():
         print(f"error: FILE = {args.file!r}: no such file", file=sys.stderr)
         return 2
-    if path.stat().st_size > MAX_FILE_BYTES:
-        print(f"error: FILE = {args.file!r} is {path.stat().st_size} bytes: allowed at most {MAX_FILE_BYTES}",
+    if path.stat().st_size > MAX_CODE_BYTES:
+        print(f"error: FILE = {args.file!r} is {path.stat().st_size} bytes: allowed at most {MAX_CODE_BYTES}",
               file=sys.stderr)
         return 2
     try:

@@ -13,7 +13,7 @@ import queue
 import threading
 from concurrent.futures import Future
 
-from labs.drills.sandbox import Limits, Sandbox, SandboxUnavailable
+from labs.drills.sandbox import Limits, Sandbox
 
 
 _STOP = object()
@@ -44,10 +44,7 @@ class WarmPool:
                 elif result is not None:
                     with self._lock:
                         self._warm = result
-            except SandboxUnavailable as e:
-                if fut is not None:
-                    fut.set_exception(e)
-            except Exception as e:  # noqa: BLE001 - a failed warm-up must not kill the pool thread
+            except Exception as e:  # noqa: BLE001 - SandboxUnavailable or any other: a failed warm-up must not kill the pool thread
                 if fut is not None:
                     fut.set_exception(e)
 

@@ -15,8 +15,6 @@ import pytest
 
 from labs.drills.sandbox import ROOT, Limits, Sandbox, probe
 
-pytestmark = pytest.mark.skipif(not probe()[0], reason=f"no sandbox here: {probe()[1]}")
-
 FAST = Limits(wall_s=2.5, cpu_s=2, output=256 << 10)
 
 
@@ -35,6 +33,8 @@ def _uid_processes(uid: int) -> list[int]:
 
 
 def _run(code: str, limits: Limits = FAST, cases=None, warm: bool = False):
+    if not probe()[0]:          # only the tests that start a sandbox skip; the refusal/config tests always run
+        pytest.skip(f"no sandbox here: {probe()[1]}")
     sb = Sandbox(limits, warm=warm)
     t0 = time.perf_counter()
     out = sb.run(code, cases if cases is not None else [{"fn": "f", "args": [], "kwargs": {}}])
@@ -109,8 +109,7 @@ def test_killing_the_parent_leaves_the_grader_alive():
             "            pass\n"
             "    return 'still here'\n")
     out, _ = _run(code)
-    assert out.status in ("ok", "crashed"), out
-    assert os.getpid() > 0                              # we are still running and got a verdict
+    assert out.status in ("ok", "crashed"), out          # the grader is still running and got a verdict
 
 
 def test_writes_outside_the_private_tmp_fail(tmp_path):
